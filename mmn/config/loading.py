@@ -1,0 +1,43 @@
+"""Build a frozen config from a YAML file and command-line overrides."""
+import torch
+
+from .defaults import get_default_config
+
+
+class ConfigError(ValueError):
+    """A config file or override that cannot be applied."""
+
+
+def load_config(config_file=None, opts=()):
+    """Defaults, merged with ``config_file`` then ``opts`` ([KEY, VALUE, ...]); returns a frozen node.
+
+    yacs already rejects unknown keys; we re-raise with the file (or "command line") named.
+    """
+    cfg = get_default_config()
+    if config_file:
+        try:
+            cfg.merge_from_file(config_file)
+        except (KeyError, ValueError, AssertionError) as err:
+            raise ConfigError(f"{config_file}: {_describe(err)}") from err
+    opts = list(opts or ())
+    if len(opts) % 2:
+        raise ConfigError(f"command line: overrides come as KEY VALUE pairs, got an odd count: {opts}")
+    if opts:
+        try:
+            cfg.merge_from_list(opts)
+        except (KeyError, ValueError, AssertionError) as err:
+            raise ConfigError(f"command line: {_describe(err)}") from err
+    cfg.freeze()
+    return cfg
+
+
+def _describe(err):
+    return err.args[0] if err.args else repr(err)
+
+
+def resolve_device(cfg_or_name):
+    """MODEL.DEVICE "auto" means CUDA when present, else CPU."""
+    name = cfg_or_name if isinstance(cfg_or_name, str) else cfg_or_name.MODEL.DEVICE
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(name)

@@ -1,0 +1,92 @@
+"""One dataset class for every temporal-grounding benchmark; formats differ only by adapter."""
+import logging
+
+import numpy as np
+import torch
+
+from .annotations import FEATURE_KEYS, load_annotations
+from .features import HDF5FeatureReader, prepare_video_features
+from .tokenization import load_tokenizer, tokenize
+
+logger = logging.getLogger(__name__)
+
+
+class TLGDataset(torch.utils.data.Dataset):
+    """Videos with all their sentences; one item is one video.
+
+    Everything per sentence is kept in flat arrays (token ids, lengths, moments) indexed by
+    per-video offsets; IoU target maps are computed per batch by the collator, never stored.
+    """
+
+    def __init__(self, ann_file, feat_file, fmt, num_pre_clips, tokenizer, feat_dim=None,
+                 check_features=True):
+        self.ann_file = ann_file
+        self.feat_file = feat_file
+        self.format = fmt
+        self.num_pre_clips = num_pre_clips
+        videos, self.stats = load_annotations(ann_file, fmt)
+        if isinstance(tokenizer, str):
+            tokenizer = load_tokenizer(tokenizer)
+
+        self.vids = [v.vid for v in videos]
+        self.durations = np.array([v.duration for v in videos], dtype=np.float64)
+        counts = np.array([len(v.sentences) for v in videos], dtype=np.int64)
+        self.sentence_offsets = np.concatenate([[0], np.cumsum(counts)])
+        self.sentences = [s for v in videos for s in v.sentences]
+        # float32 as the official torch.Tensor([start, end])
+        self.moments = torch.tensor([m for v in videos for m in v.moments], dtype=torch.float32)
+        self.tokens, self.token_lengths = tokenize(self.sentences, tokenizer)
+        self.token_offsets = np.concatenate([[0], np.cumsum(self.token_lengths)])
+        self.pad_token_id = tokenizer.pad_token_id or 0
+
+        self.features = HDF5FeatureReader(feat_file, key=FEATURE_KEYS[fmt], feat_dim=feat_dim)
+        if check_features:
+            self.features.check_videos(self.vids)
+            self.features.close()  # re-opened lazily in each worker
+
+    def __len__(self):
+        return len(self.vids)
+
+    @property
+    def num_queries(self):
+        return len(self.sentences)
+
+    def sentence_range(self, idx):
+        return int(self.sentence_offsets[idx]), int(self.sentence_offsets[idx + 1])
+
+    def get_duration(self, idx):
+        return float(self.durations[idx])
+
+    def get_moment(self, idx):
+        start, end = self.sentence_range(idx)
+        return self.moments[start:end]
+
+    def get_sentences(self, idx):
+        start, end = self.sentence_range(idx)
+        return self.sentences[start:end]
+
+    def query_video_index(self):
+        """(num_queries,) index of the video of every sentence, in dataset order."""
+        return torch.repeat_interleave(torch.arange(len(self)), torch.from_numpy(np.diff(self.sentence_offsets)))
+
+    def tokens_of(self, idx):
+        """Token ids of the video's sentences padded together, and their lengths (the official ``query``, ``wordlen``)."""
+        start, end = self.sentence_range(idx)
+        lengths = torch.from_numpy(self.token_lengths[start:end])
+        query = torch.full((end - start, int(lengths.max())), self.pad_token_id, dtype=torch.long)
+        for row, k in enumerate(range(start, end)):  # a handful of sentences per video
+            ids = self.tokens[self.token_offsets[k]:self.token_offsets[k + 1]]
+            query[row, :len(ids)] = torch.from_numpy(ids.astype(np.int64))
+        return query, lengths
+
+    def __getitem__(self, idx):
+        feats = prepare_video_features(self.features.read(self.vids[idx]), self.num_pre_clips)
+        query, wordlen = self.tokens_of(idx)
+        return {
+            "feats": feats,
+            "query": query,
+            "wordlen": wordlen,
+            "moment": self.get_moment(idx),
+            "duration": self.get_duration(idx),
+            "idx": idx,
+        }

@@ -1,0 +1,98 @@
+"""Video clip features: HDF5 reading, validation, L2 normalisation and resampling."""
+import os
+
+import h5py
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+
+class FeatureError(ValueError):
+    """A feature file or entry that cannot be used, with the file and the video named."""
+
+
+def resample_clips(feats, num_segments):
+    """Average ``feats`` (n, D) into ``num_segments`` segments exactly as the official ``avgfeats``.
+
+    Boundaries are ``round(arange(P + 1) / P * n)`` clamped to n - 1; segment i is the mean of
+    rows [idx[i], idx[i+1]) or row idx[i] alone when that range is empty. Implemented as one
+    (P x n) averaging matrix product instead of a Python loop.
+    """
+    n = feats.shape[0]
+    idx = (torch.arange(0, num_segments + 1, 1.0) / num_segments * n).round().long().clamp(max=n - 1)
+    start, end = idx[:-1], idx[1:]
+    end = torch.where(end > start, end, start + 1)  # empty bin: the single row idx[i]
+    rows = torch.arange(n)
+    weights = ((rows[None, :] >= start[:, None]) & (rows[None, :] < end[:, None])).to(feats.dtype)
+    weights /= weights.sum(dim=1, keepdim=True)
+    return weights @ feats
+
+
+def prepare_video_features(raw, num_segments):
+    """Official per-video preprocessing: L2-normalise each raw clip, then resample to P segments."""
+    return resample_clips(F.normalize(raw, dim=1), num_segments)
+
+
+class HDF5FeatureReader:
+    """Reads one video's raw clip features from an HDF5 file.
+
+    The file is opened lazily, once per process (a DataLoader worker re-opens it after fork), and
+    kept open: the official code re-opened it for every item.
+    """
+
+    def __init__(self, path, key=None, feat_dim=None):
+        self.path = path
+        self.key = key
+        self.feat_dim = feat_dim
+        self._file = None
+        self._pid = None
+
+    def _handle(self):
+        if self._file is None or self._pid != os.getpid():
+            try:
+                self._file = h5py.File(self.path, "r")
+            except OSError as err:
+                raise FeatureError(f"{self.path}: cannot open feature file: {err}") from None
+            self._pid = os.getpid()
+        return self._file
+
+    def video_ids(self):
+        return set(self._handle().keys())
+
+    def check_videos(self, vids):
+        """Fail early, naming the file and the first missing ids, if any video has no features."""
+        handle = self._handle()
+        missing = [v for v in vids if v not in handle or (self.key is not None and self.key not in handle[v])]
+        if missing:
+            where = f"[{self.key!r}]" if self.key else ""
+            raise FeatureError(
+                f"{self.path}: {len(missing)} video(s) have no features{where}, e.g. {missing[:5]}")
+
+    def read(self, vid):
+        """Raw (num_clips, D) float32 tensor of ``vid``, validated."""
+        handle = self._handle()
+        try:
+            node = handle[vid] if self.key is None else handle[vid][self.key]
+        except KeyError:
+            raise FeatureError(f"{self.path}: video {vid!r} not found") from None
+        array = np.asarray(node[()], dtype=np.float32)
+        if array.ndim != 2 or array.shape[0] == 0:
+            raise FeatureError(f"{self.path}: video {vid!r}: expected a (num_clips, D) array, got shape {array.shape}")
+        if self.feat_dim is not None and array.shape[1] != self.feat_dim:
+            raise FeatureError(
+                f"{self.path}: video {vid!r}: feature dimension {array.shape[1]} does not match "
+                f"MODEL.MMN.FEATPOOL.INPUT_SIZE {self.feat_dim}")
+        if not np.isfinite(array).all():
+            raise FeatureError(f"{self.path}: video {vid!r}: features contain NaN or Inf")
+        return torch.from_numpy(array)
+
+    def close(self):
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state["_file"] = None  # h5py handles do not pickle; workers re-open
+        state["_pid"] = None
+        return state

@@ -1,0 +1,29 @@
+"""Query tokenisation with the text encoder's own WordPiece tokenizer."""
+import functools
+
+import numpy as np
+
+
+class TextEncoderLoadError(RuntimeError):
+    """The tokenizer or text encoder could not be loaded from the given name or path."""
+
+
+@functools.lru_cache(maxsize=4)
+def load_tokenizer(name_or_path):
+    """``AutoTokenizer.from_pretrained(name_or_path)``; a hub name needs network or a local cache."""
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(name_or_path)
+    except (OSError, ValueError) as err:
+        raise TextEncoderLoadError(
+            f"cannot load the tokenizer {name_or_path!r} ({err.__class__.__name__}: {err}). Without network, "
+            "set MODEL.MMN.TEXT_ENCODER.PRETRAINED to a local from_pretrained directory") from None
+
+
+def tokenize(sentences, tokenizer):
+    """Token ids of each sentence ([CLS] ... [SEP]), as a flat int32 array and per-sentence lengths."""
+    encoded = tokenizer(list(sentences), padding=False, truncation=False)["input_ids"]
+    lengths = np.fromiter((len(ids) for ids in encoded), dtype=np.int64, count=len(encoded))
+    flat = np.fromiter((t for ids in encoded for t in ids), dtype=np.int32, count=int(lengths.sum()))
+    return flat, lengths

@@ -1,0 +1,3 @@
+from .mmn import MMN
+
+__all__ = ["MMN"]

@@ -1,0 +1,84 @@
+"""MMN: Mutual Matching Network (AAAI 2022)."""
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..registry import register_model
+from .feat2d import build_feat2d
+from .featpool import build_featpool
+from .loss import mutual_matching_loss, scaled_iou_bce_loss
+from .proposal_conv import ProposalConv
+from .text_encoder import build_text_encoder
+
+
+def per_video_cosine(sent_feat, video_maps, video_index, num_sentences):
+    """Cosine of each sentence with every cell of its own video's map.
+
+    sent_feat: S x C; video_maps: B x C x N x N -> S x N x N. Sentences are laid out as a padded
+    B x max_sent x C block so that one batched matmul covers the batch.
+    """
+    b, c, n, _ = video_maps.shape
+    sents = F.normalize(sent_feat, dim=1)
+    maps = F.normalize(video_maps, dim=1).reshape(b, c, n * n)
+    offsets = torch.cumsum(num_sentences, 0) - num_sentences
+    slot = torch.arange(len(sents), device=sents.device) - offsets[video_index]
+    padded = sents.new_zeros(b, int(num_sentences.max()), c)
+    padded[video_index, slot] = sents
+    scores = torch.bmm(padded, maps)  # B x max_sent x NN
+    return scores[video_index, slot].reshape(-1, n, n)
+
+
+@register_model("MMN")
+class MMN(nn.Module):
+    def __init__(self, cfg):
+        super().__init__()
+        mmn = cfg.MODEL.MMN
+        self.featpool = build_featpool(cfg)
+        self.feat2d = build_feat2d(cfg)
+        self.proposal_conv = ProposalConv(mmn.FEATPOOL.HIDDEN_SIZE, mmn.PREDICTOR.HIDDEN_SIZE, mmn.PREDICTOR.KERNEL_SIZE,
+                                          mmn.PREDICTOR.NUM_STACK_LAYERS, mmn.JOINT_SPACE_SIZE, self.feat2d.mask2d)
+        self.text_encoder = build_text_encoder(cfg)
+        loss = mmn.LOSS
+        self.min_iou, self.max_iou = loss.MIN_IOU, loss.MAX_IOU
+        self.contrastive_weight = loss.CONTRASTIVE_WEIGHT
+        self.contrastive_args = dict(
+            top_k=loss.NUM_POSTIVE_VIDEO_PROPOSAL, tau_video=loss.TAU_VIDEO, tau_sent=loss.TAU_SENT,
+            margin=loss.MARGIN, negative_video_iou=loss.NEGATIVE_VIDEO_IOU, sent_removal_iou=loss.SENT_REMOVAL_IOU)
+        self.freeze_bert_epochs = cfg.SOLVER.FREEZE_BERT
+        self.only_iou_epochs = cfg.SOLVER.ONLY_IOU
+
+    @property
+    def mask2d(self):
+        return self.feat2d.mask2d
+
+    def set_epoch(self, epoch):
+        """Epoch-dependent state (1-based): the text encoder's BERT is frozen while epoch <= FREEZE_BERT."""
+        self.text_encoder.bert.requires_grad_(epoch > self.freeze_bert_epochs)
+
+    def bert_parameters(self):
+        return list(self.text_encoder.bert.parameters())
+
+    def encode(self, batch):
+        """Moment maps and sentence features: (map2d_contrastive, map2d_iou, sent_feat, sent_feat_iou)."""
+        map2d = self.feat2d(self.featpool(batch.feats))
+        map2d_contrastive, map2d_iou = self.proposal_conv(map2d)
+        sent_feat, sent_feat_iou = self.text_encoder(batch.queries, batch.wordlens)
+        return map2d_contrastive, map2d_iou, sent_feat, sent_feat_iou
+
+    def forward(self, batch, epoch=1):
+        """Training: dict of losses (loss_vid and loss_sent already weighted, "loss" the total).
+        Evaluation: dict with S x N x N "contrastive" and "iou" score maps (zero outside mask2d)."""
+        map2d_contrastive, map2d_iou, sent_feat, sent_feat_iou = self.encode(batch)
+        video_index = batch.video_index
+        mask = self.mask2d.to(sent_feat.dtype)
+        iou_scores = (per_video_cosine(sent_feat_iou, map2d_iou, video_index, batch.num_sentences) * 10).sigmoid() * mask
+        if self.training:
+            loss_iou = scaled_iou_bce_loss(iou_scores, batch.iou2d, self.mask2d, self.min_iou, self.max_iou)
+            loss_vid, loss_sent = mutual_matching_loss(map2d_contrastive, sent_feat, batch.iou2d, batch.moments,
+                                                       video_index, self.mask2d, **self.contrastive_args)
+            loss_vid, loss_sent = loss_vid * self.contrastive_weight, loss_sent * self.contrastive_weight
+            contrastive_scale = 1.0 if epoch <= self.only_iou_epochs else 0.01
+            loss = loss_iou + (loss_sent + loss_vid) * contrastive_scale
+            return {"loss": loss, "loss_iou": loss_iou, "loss_vid": loss_vid, "loss_sent": loss_sent}
+        contrastive = per_video_cosine(sent_feat, map2d_contrastive, video_index, batch.num_sentences) * mask
+        return {"contrastive": contrastive, "iou": iou_scores}

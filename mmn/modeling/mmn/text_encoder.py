@@ -1,0 +1,45 @@
+"""Sentence encoder: a pretrained BERT-family model, mean over tokens, LayerNorm, two projections."""
+import torch
+from torch import nn
+
+from ...data.tokenization import TextEncoderLoadError
+
+
+def load_pretrained_encoder(name_or_path):
+    """``AutoModel.from_pretrained``: DistilBERT for the official setup, any BERT-family encoder works."""
+    from transformers import AutoModel
+
+    try:
+        return AutoModel.from_pretrained(name_or_path)
+    except (OSError, ValueError) as err:
+        raise TextEncoderLoadError(
+            f"cannot load the text encoder {name_or_path!r} ({err.__class__.__name__}: {err}). Without network, "
+            "set MODEL.MMN.TEXT_ENCODER.PRETRAINED to a local from_pretrained directory") from None
+
+
+class SentenceEncoder(nn.Module):
+    """Official ``DistilBert`` text encoder (attribute names kept for checkpoint compatibility),
+    run on all sentences of the batch at once instead of one video at a time."""
+
+    def __init__(self, bert, joint_space_size):
+        super().__init__()
+        self.bert = bert
+        hidden = getattr(bert.config, "dim", None) or bert.config.hidden_size
+        self.fc_out1 = nn.Linear(hidden, joint_space_size)  # iou branch
+        self.fc_out2 = nn.Linear(hidden, joint_space_size)  # contrastive branch
+        self.layernorm = nn.LayerNorm(hidden)
+
+    def forward(self, queries, wordlens):
+        """queries: S x L token ids, wordlens: S -> (contrastive features, iou features), S x JOINT each."""
+        positions = torch.arange(queries.shape[1], device=queries.device)
+        attention_mask = (positions[None, :] < wordlens[:, None]).float()
+        encoding = self.bert(queries, attention_mask=attention_mask)[0]  # S x L x hidden
+        # average over the first wordlen tokens ([CLS] and [SEP] included), as the official code
+        avg_weights = attention_mask / wordlens[:, None]
+        sentence = self.layernorm((encoding * avg_weights[..., None]).sum(dim=1))
+        return self.fc_out2(sentence), self.fc_out1(sentence)
+
+
+def build_text_encoder(cfg):
+    bert = load_pretrained_encoder(cfg.MODEL.MMN.TEXT_ENCODER.PRETRAINED)
+    return SentenceEncoder(bert, cfg.MODEL.MMN.JOINT_SPACE_SIZE)

