@@ -1,0 +1,48 @@
+"""Datasets and data loaders from a config."""
+import random
+
+import numpy as np
+import torch
+
+from ..config.paths_catalog import get_dataset_paths
+from ..utils import comm
+from .collate import BatchCollator
+from .dataset import TLGDataset
+from .samplers import EpochShuffleSampler
+
+
+def build_dataset(cfg, split_name):
+    """The TLGDataset of a catalog split (e.g. ``charades_test``) under DATASETS.ROOT."""
+    paths = get_dataset_paths(split_name, cfg.DATASETS.ROOT)
+    return TLGDataset(paths["ann_file"], paths["feat_file"], paths["format"], cfg.INPUT.NUM_PRE_CLIPS,
+                      cfg.MODEL.MMN.TEXT_ENCODER.PRETRAINED, feat_dim=cfg.MODEL.MMN.FEATPOOL.INPUT_SIZE)
+
+
+def _seed_worker(worker_id):
+    seed = torch.initial_seed() % 2 ** 32  # set per worker by the loader's seeded generator
+    np.random.seed(seed)
+    random.seed(seed)
+
+
+def make_data_loader(cfg, dataset, is_train):
+    """Loader over ``dataset``: training shuffles per epoch (call ``loader.batch_sampler.sampler.set_epoch``),
+    the test split is never shuffled. SOLVER.BATCH_SIZE / TEST.BATCH_SIZE are global and split across ranks."""
+    world, rank = comm.get_world_size(), comm.get_rank()
+    batch = cfg.SOLVER.BATCH_SIZE if is_train else cfg.TEST.BATCH_SIZE
+    if batch % world:
+        raise ValueError(f"{'SOLVER' if is_train else 'TEST'}.BATCH_SIZE {batch} is not divisible by the "
+                         f"{world} processes")
+    sampler = EpochShuffleSampler(len(dataset), shuffle=is_train, seed=cfg.SEED, rank=rank, world_size=world)
+    generator = torch.Generator()
+    generator.manual_seed(cfg.SEED + rank)
+    return torch.utils.data.DataLoader(
+        dataset,
+        batch_size=batch // world,
+        sampler=sampler,
+        drop_last=False,
+        num_workers=cfg.DATALOADER.NUM_WORKERS,
+        collate_fn=BatchCollator(cfg.MODEL.MMN.NUM_CLIPS, dataset.pad_token_id),
+        worker_init_fn=_seed_worker,
+        generator=generator,
+        persistent_workers=cfg.DATALOADER.NUM_WORKERS > 0,
+    )
