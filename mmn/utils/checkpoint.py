@@ -104,3 +104,64 @@ def atomic_write_text(text, path):
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
+
+
+class Checkpointer:
+    """Saves and restores the full training state in OUTPUT_DIR.
+
+    Files: ``model_{epoch}e.pth`` / ``best_<dataset>.pth`` holding model (official keys, no
+    ``module.``), optimizer, scheduler, epoch, best, RNG states and the config; ``last_checkpoint``
+    names the newest epoch file. Every write is atomic (temporary file + rename).
+    """
+
+    def __init__(self, output_dir, cfg=None):
+        self.output_dir = output_dir
+        self.cfg = cfg
+
+    def save(self, name, model, optimizer=None, scheduler=None, epoch=None, best=None, last=False):
+        from .seed import get_rng_state
+
+        module = getattr(model, "module", model)
+        data = {
+            "model": module.state_dict(),
+            "optimizer": optimizer.state_dict() if optimizer is not None else None,
+            "scheduler": scheduler.state_dict() if scheduler is not None else None,
+            "epoch": epoch,
+            "best": best,
+            "rng": get_rng_state(),
+            "config": self.cfg.dump() if self.cfg is not None else None,
+        }
+        path = os.path.join(self.output_dir, name)
+        atomic_save(data, path)
+        if last:
+            atomic_write_text(name + "\n", os.path.join(self.output_dir, "last_checkpoint"))
+        logger.info("saved %s", path)
+        return path
+
+    def last_checkpoint(self):
+        """Path named by ``last_checkpoint``, or None when there is none."""
+        marker = os.path.join(self.output_dir, "last_checkpoint")
+        if not os.path.isfile(marker):
+            return None
+        with open(marker) as f:
+            name = f.read().strip()
+        path = name if os.path.isabs(name) else os.path.join(self.output_dir, name)
+        if not os.path.isfile(path):
+            raise CheckpointError(f"{marker}: names {path}, which does not exist")
+        return path
+
+    def resume(self, path, model, optimizer, scheduler):
+        """Restore everything saved by ``save``; returns (next epoch, best)."""
+        from .seed import set_rng_state
+
+        data = read_checkpoint(path)
+        for key in ("optimizer", "scheduler", "epoch", "rng"):
+            if data.get(key) is None:
+                raise CheckpointError(f"{path}: has no {key!r} state to resume from (is it a released model-only "
+                                      "checkpoint? use it with test_net.py or MODEL.WEIGHT instead)")
+        load_model_weights(model, data, path)
+        optimizer.load_state_dict(data["optimizer"])
+        scheduler.load_state_dict(data["scheduler"])
+        set_rng_state(data["rng"])
+        logger.info("resumed from %s (epoch %d)", path, data["epoch"])
+        return data["epoch"] + 1, data.get("best")

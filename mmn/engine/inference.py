@@ -1,0 +1,64 @@
+"""Inference over a test loader and the recall table of the official evaluation."""
+import logging
+
+import torch
+from terminaltables import AsciiTable
+from tqdm import tqdm
+
+from ..evaluation import IOU_THRESHOLDS, fuse_scores, recall_table, top_moments
+from ..utils import comm
+
+logger = logging.getLogger("mmn.inference")
+
+
+@torch.no_grad()
+def run_inference(model, loader, device, nms_thresh, contrastive_pow, topk=5):
+    """Top-``topk`` moments (seconds) and scores of every query of ``loader.dataset``, in dataset order.
+
+    Fusion and NMS run per batch, so only Q x topk results are kept (never the Q x N x N maps).
+    Under torch.distributed each rank runs its share and the results are gathered on every rank.
+    """
+    model.eval()
+    dataset = loader.dataset
+    results = {}
+    for batch in tqdm(loader, desc="eval", disable=not comm.is_main_process(), leave=False):
+        out = model(batch.to(device))
+        fused = fuse_scores(out["contrastive"], out["iou"], contrastive_pow).float().cpu()
+        durations = torch.repeat_interleave(batch.durations, batch.num_sentences.cpu())
+        moments, scores = top_moments(fused, durations, nms_thresh, k=topk)
+        for idx, m, s in zip(batch.indices.tolist(), torch.split(moments, batch.num_sentences.tolist()),
+                             torch.split(scores, batch.num_sentences.tolist())):
+            results[idx] = (m, s)
+    merged = {}
+    for part in comm.all_gather_objects(results):
+        merged.update(part)
+    missing = set(range(len(dataset))) - set(merged)
+    if missing:
+        raise RuntimeError(f"inference produced no result for {len(missing)} videos, e.g. {sorted(missing)[:5]}")
+    moments = torch.cat([merged[i][0] for i in range(len(dataset))])
+    scores = torch.cat([merged[i][1] for i in range(len(dataset))])
+    return moments, scores
+
+
+def evaluate(cfg, model, loader, device):
+    """Run inference and the recall table on ``loader.dataset``: (metrics, top moments Q x 5 x 2, scores Q x 5)."""
+    dataset = loader.dataset
+    moments, scores = run_inference(model, loader, device, cfg.TEST.NMS_THRESH, cfg.TEST.CONTRASTIVE_SCORE_POW)
+    metrics = recall_table(moments, dataset.moments, IOU_THRESHOLDS[cfg.DATASETS.NAME])
+    logger.info("Evaluation on %s (%d videos, %d queries)\n%s", dataset.ann_file, len(dataset),
+                dataset.num_queries, format_recall_table(metrics))
+    return metrics, moments, scores
+
+
+def recall_sum(metrics):
+    """Model-selection criterion for best_<dataset>.pth: the sum of every R@n,IoU@m of the table."""
+    return sum(v for k, v in metrics.items() if k.startswith("R@"))
+
+
+def format_recall_table(metrics):
+    """terminaltables rendering of R@n,IoU@m (in %) and mIoU."""
+    keys = [k for k in metrics if k.startswith("R@")] + ["mIoU"]
+    table = AsciiTable([keys, [f"{metrics[k] * 100:.2f}" for k in keys]])
+    for i in range(len(keys)):
+        table.justify_columns[i] = "center"
+    return table.table

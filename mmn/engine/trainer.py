@@ -1,0 +1,90 @@
+"""The training loop: epochs of the official schedule, evaluation, checkpoints, metrics log."""
+import json
+import logging
+import math
+import os
+import time
+
+import torch
+from tqdm import tqdm
+
+from ..utils import comm
+from ..utils.checkpoint import Checkpointer
+from .inference import evaluate, recall_sum
+
+logger = logging.getLogger("mmn.trainer")
+
+
+def _reduce_mean(values, device):
+    """Average scalar losses over ranks, for logging only."""
+    tensor = torch.tensor(values, dtype=torch.float64, device=device)
+    if comm.get_world_size() > 1:
+        torch.distributed.all_reduce(tensor)
+        tensor /= comm.get_world_size()
+    return tensor.tolist()
+
+
+def train_one_epoch(model, loader, optimizer, epoch, device, max_grad_norm):
+    """One epoch; returns the mean of each loss term over its iterations."""
+    module = getattr(model, "module", model)
+    module.set_epoch(epoch)
+    model.train()
+    sums, count = {}, 0
+    progress = tqdm(loader, desc=f"epoch {epoch}", disable=not comm.is_main_process(), leave=False)
+    for batch in progress:
+        losses = model(batch.to(device, non_blocking=True), epoch=epoch)
+        loss = losses["loss"]
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"epoch {epoch}: loss is {loss.item()} on videos {batch.indices.tolist()}")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if max_grad_norm > 0:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
+        optimizer.step()
+        names = sorted(losses)
+        values = _reduce_mean([losses[k].item() for k in names], device)
+        for k, v in zip(names, values):
+            sums[k] = sums.get(k, 0.0) + v
+        count += 1
+        progress.set_postfix(loss=f"{values[names.index('loss')]:.4f}")
+    return {k: v / max(count, 1) for k, v in sums.items()}
+
+
+def do_train(cfg, model, train_loader, test_loader, optimizer, scheduler, device, start_epoch=1, best=None):
+    """Train from ``start_epoch`` to SOLVER.MAX_EPOCH (1-based, inclusive).
+
+    After each epoch: step the schedule, evaluate every TEST_PERIOD epochs from SKIP_TEST on, keep
+    ``best_<dataset>.pth`` (highest sum of the recall table), save ``model_{epoch}e.pth`` every
+    CHECKPOINT_PERIOD epochs and at the last one, and append the epoch's metrics to metrics.jsonl.
+    """
+    checkpointer = Checkpointer(cfg.OUTPUT_DIR, cfg)
+    best = dict(best or {"score": -math.inf, "epoch": None})
+    max_epoch = cfg.SOLVER.MAX_EPOCH
+    for epoch in range(start_epoch, max_epoch + 1):
+        train_loader.sampler.set_epoch(epoch)
+        start = time.time()
+        lrs = [g["lr"] for g in optimizer.param_groups]
+        losses = train_one_epoch(model, train_loader, optimizer, epoch, device, cfg.SOLVER.MAX_GRAD_NORM)
+        scheduler.step()
+        record = {"epoch": epoch, "time_s": round(time.time() - start, 3), **losses, "lr": lrs}
+        logger.info("epoch %d/%d: %s (%.1f s)", epoch, max_epoch,
+                    ", ".join(f"{k} {v:.4f}" for k, v in losses.items()), record["time_s"])
+        due = cfg.SOLVER.TEST_PERIOD > 0 and epoch % cfg.SOLVER.TEST_PERIOD == 0 and epoch >= cfg.SOLVER.SKIP_TEST
+        is_best = False
+        if test_loader is not None and due:
+            metrics, _, _ = evaluate(cfg, model, test_loader, device)
+            record["test"] = metrics
+            score = recall_sum(metrics)
+            if score > best["score"]:
+                best = {"score": score, "epoch": epoch}
+                is_best = True
+        if comm.is_main_process():
+            state = dict(model=model, optimizer=optimizer, scheduler=scheduler, epoch=epoch, best=best)
+            if is_best:
+                checkpointer.save(f"best_{cfg.DATASETS.NAME}.pth", **state)
+            if epoch % cfg.SOLVER.CHECKPOINT_PERIOD == 0 or epoch == max_epoch:
+                checkpointer.save(f"model_{epoch}e.pth", last=True, **state)
+            with open(os.path.join(cfg.OUTPUT_DIR, "metrics.jsonl"), "a") as f:
+                f.write(json.dumps(record) + "\n")
+        comm.synchronize()
+    return best

@@ -1,0 +1,17 @@
+"""Optimiser and learning-rate schedule of the official MMN."""
+import torch
+
+
+def make_optimizer(cfg, model):
+    """AdamW(betas (0.9, 0.99), weight decay 1e-5); the text encoder's BERT at lr x 0.1 (second group)."""
+    model = getattr(model, "module", model)
+    bert = {id(p) for p in model.bert_parameters()} if hasattr(model, "bert_parameters") else set()
+    params = [p for p in model.parameters() if id(p) not in bert]
+    bert_params = [p for p in model.parameters() if id(p) in bert]
+    groups = [{"params": params, "lr": cfg.SOLVER.LR}, {"params": bert_params, "lr": cfg.SOLVER.LR * 0.1}]
+    return torch.optim.AdamW(groups, betas=(0.9, 0.99), weight_decay=1e-5)
+
+
+def make_lr_scheduler(cfg, optimizer):
+    """MultiStepLR at SOLVER.MILESTONES (gamma 0.1), stepped once per epoch."""
+    return torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=list(cfg.SOLVER.MILESTONES), gamma=0.1)
