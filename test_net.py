@@ -8,7 +8,7 @@ from mmn.engine.launch import argument_parser, setup, test
 def main():
     args = argument_parser("Evaluate an MMN checkpoint", need_ckpt=True).parse_args()
     cfg, device = setup(args.config_file, args.opts)
-    test(cfg, device, args.ckpt, args.out)
+    test(cfg, device, args.ckpt, args.out, vis=args.vis)
 
 
 if __name__ == "__main__":

@@ -26,6 +26,8 @@ def argument_parser(description, need_ckpt=False):
     if need_ckpt:
         parser.add_argument("--ckpt", required=True, help="checkpoint to evaluate (official or ours)")
         parser.add_argument("--out", default=None, help="results JSON (default OUTPUT_DIR/results_<split>.json)")
+        parser.add_argument("--vis", type=int, default=0, metavar="N",
+                            help="write score-map and timeline PNGs of the first N queries to OUTPUT_DIR/vis")
     else:
         parser.add_argument("--resume", nargs="?", const="last", default=None, metavar="PATH",
                             help="continue from OUTPUT_DIR/last_checkpoint, or from PATH")
@@ -78,8 +80,9 @@ def train(cfg, device, resume=None):
     return do_train(cfg, model, train_loader, test_loader, optimizer, scheduler, device, start_epoch, best)
 
 
-def test(cfg, device, ckpt, out=None):
-    """Evaluate ``ckpt`` on the config's test split; print the table, write the results JSON. Returns metrics."""
+def test(cfg, device, ckpt, out=None, vis=0):
+    """Evaluate ``ckpt`` on the config's test split; print the table, write the results JSON (and ``vis``
+    query plots). Returns metrics."""
     model = build_model(cfg).to(device)
     load_model_weights(model, ckpt)
     split = cfg.DATASETS.TEST[0]
@@ -91,7 +94,44 @@ def test(cfg, device, ckpt, out=None):
         out = out or os.path.join(cfg.OUTPUT_DIR, f"results_{split}.json")
         atomic_write_text(json.dumps(results_json(dataset, metrics, moments, scores, ckpt, split)), out)
         logger.info("wrote %s", out)
+        if vis > 0:
+            visualize_queries(cfg, model, dataset, vis, os.path.join(cfg.OUTPUT_DIR, "vis"), device)
     return metrics
+
+
+@torch.no_grad()
+def visualize_queries(cfg, model, dataset, count, out_dir, device):
+    """Score map and timeline PNGs of the first ``count`` queries of ``dataset``; returns the paths."""
+    from ..data import BatchCollator
+    from ..evaluation import fuse_scores, top_moments
+    from ..visualization import plot_score_map, plot_timeline
+
+    count = min(count, dataset.num_queries)
+    videos = sorted(set(dataset.query_video_index()[:count].tolist()))
+    batch = BatchCollator(cfg.MODEL.MMN.NUM_CLIPS, dataset.pad_token_id)([dataset[i] for i in videos]).to(device)
+    model.eval()
+    out = model(batch)
+    fused = fuse_scores(out["contrastive"], out["iou"], cfg.TEST.CONTRASTIVE_SCORE_POW).float().cpu()
+    durations = torch.repeat_interleave(batch.durations.cpu(), batch.num_sentences.cpu())
+    top, scores = top_moments(fused, durations, cfg.TEST.NMS_THRESH, k=5)
+    first_query = dataset.sentence_range(videos[0])[0]
+    paths = []
+    for q in range(count):
+        row = q - first_query
+        kept = torch.isfinite(scores[row])
+        moments = torch.cat([top[row][kept], scores[row][kept, None].double()], dim=1).tolist()
+        gt = dataset.moments[q].tolist()
+        duration = float(durations[row])
+        title = dataset.sentences[q]
+        for kind, plot in (("map", plot_score_map), ("timeline", plot_timeline)):
+            path = os.path.join(out_dir, f"query_{q:05d}_{kind}.png")
+            if kind == "map":
+                plot(fused[row], duration, path, gt=gt, top=moments, title=title)
+            else:
+                plot(duration, path, gt=gt, top=moments, title=title)
+            paths.append(path)
+    logger.info("wrote %d plots to %s", len(paths), out_dir)
+    return paths
 
 
 def results_json(dataset, metrics, moments, scores, ckpt, split):

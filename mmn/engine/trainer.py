@@ -50,6 +50,35 @@ def train_one_epoch(model, loader, optimizer, epoch, device, max_grad_norm):
     return {k: v / max(count, 1) for k, v in sums.items()}
 
 
+def _plot_curves(metrics_file, png):
+    try:
+        from ..visualization import plot_training_curves
+
+        plot_training_curves(metrics_file, png)
+    except ImportError:
+        logger.debug("matplotlib not installed: no training_curves.png")
+
+
+_TB_WRITERS = {}
+
+
+def _tensorboard_log(output_dir, record):
+    """Scalars to OUTPUT_DIR/tensorboard when the tensorboard package is installed (optional)."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        return
+    writer = _TB_WRITERS.get(output_dir)
+    if writer is None:
+        writer = _TB_WRITERS[output_dir] = SummaryWriter(os.path.join(output_dir, "tensorboard"))
+    for key, value in record.items():
+        if key.startswith("loss"):
+            writer.add_scalar(f"train/{key}", value, record["epoch"])
+    for key, value in record.get("test", {}).items():
+        writer.add_scalar(f"test/{key}", value, record["epoch"])
+    writer.flush()
+
+
 def do_train(cfg, model, train_loader, test_loader, optimizer, scheduler, device, start_epoch=1, best=None):
     """Train from ``start_epoch`` to SOLVER.MAX_EPOCH (1-based, inclusive).
 
@@ -84,7 +113,10 @@ def do_train(cfg, model, train_loader, test_loader, optimizer, scheduler, device
                 checkpointer.save(f"best_{cfg.DATASETS.NAME}.pth", **state)
             if epoch % cfg.SOLVER.CHECKPOINT_PERIOD == 0 or epoch == max_epoch:
                 checkpointer.save(f"model_{epoch}e.pth", last=True, **state)
-            with open(os.path.join(cfg.OUTPUT_DIR, "metrics.jsonl"), "a") as f:
+            metrics_file = os.path.join(cfg.OUTPUT_DIR, "metrics.jsonl")
+            with open(metrics_file, "a") as f:
                 f.write(json.dumps(record) + "\n")
+            _plot_curves(metrics_file, os.path.join(cfg.OUTPUT_DIR, "training_curves.png"))
+            _tensorboard_log(cfg.OUTPUT_DIR, record)
         comm.synchronize()
     return best

@@ -1,0 +1,110 @@
+"""Plots (matplotlib, Agg backend): a query's 2D moment score map, a timeline, training curves."""
+import json
+import os
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _cell_of(moment, duration, num_clips):
+    """Map cell (row = start clip, col = end clip) of a moment in seconds."""
+    start, end = moment
+    i = min(max(int(start / duration * num_clips), 0), num_clips - 1)
+    j = min(max(int(round(end / duration * num_clips)) - 1, i), num_clips - 1)
+    return i, j
+
+
+def plot_score_map(score2d, duration, path, gt=None, top=None, title=None, size=(5.0, 4.5), dpi=100):
+    """Heat map of an N x N score map (rows: start clip, columns: end clip); ground truth as a square,
+    top moments numbered by rank. Writes a PNG of ``size`` inches at ``dpi``."""
+    plt = _pyplot()
+    score2d = score2d.detach().float().cpu().numpy() if hasattr(score2d, "detach") else score2d
+    n = score2d.shape[0]
+    fig, ax = plt.subplots(figsize=size, dpi=dpi)
+    import numpy as np
+
+    image = ax.imshow(np.ma.masked_where(score2d == 0, score2d), origin="upper", cmap="viridis",
+                      interpolation="nearest")  # invalid cells (score 0) stay blank
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="score")
+    if gt is not None:
+        i, j = _cell_of(gt, duration, n)
+        ax.scatter([j], [i], marker="s", s=160, facecolors="none", edgecolors="red", linewidths=2, label="ground truth")
+    for rank, moment in enumerate(top or [], 1):
+        i, j = _cell_of(moment[:2], duration, n)
+        ax.text(j, i, str(rank), color="white", ha="center", va="center", fontsize=9, fontweight="bold")
+    ticks = list(range(0, n, max(1, n // 8)))
+    ax.set_xticks(ticks, [f"{(t + 1) * duration / n:.0f}" for t in ticks])
+    ax.set_yticks(ticks, [f"{t * duration / n:.0f}" for t in ticks])
+    ax.set_xlabel("end (s)")
+    ax.set_ylabel("start (s)")
+    if gt is not None:
+        ax.legend(loc="lower left", fontsize=8)
+    ax.set_title(_short(title or "moment scores"), fontsize=9)
+    fig.tight_layout()
+    _save(fig, path, plt)
+
+
+def plot_timeline(duration, path, gt=None, top=None, title=None, size=(7.0, 2.4), dpi=100):
+    """Predicted moments (ranked, best on top) against the ground truth on the video's time axis."""
+    plt = _pyplot()
+    top = list(top or [])
+    fig, ax = plt.subplots(figsize=size, dpi=dpi)
+    rows = len(top) + (gt is not None)
+    y = rows
+    if gt is not None:
+        ax.barh(y, gt[1] - gt[0], left=gt[0], height=0.6, color="tab:red", label="ground truth")
+        y -= 1
+    for rank, moment in enumerate(top, 1):
+        ax.barh(y, moment[1] - moment[0], left=moment[0], height=0.6, color="tab:blue", alpha=0.9 - 0.12 * rank)
+        label = f"#{rank}" + (f" {moment[2]:.3g}" if len(moment) > 2 else "")
+        ax.text(moment[1], y, " " + label, va="center", fontsize=8)
+        y -= 1
+    ax.set_xlim(0, duration)
+    ax.set_yticks([])
+    ax.set_xlabel("time (s)")
+    ax.set_title(_short(title or "predicted moments"), fontsize=9)
+    if gt is not None:
+        ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
+    fig.tight_layout()
+    _save(fig, path, plt)
+
+
+def plot_training_curves(metrics_jsonl, path, size=(9.0, 3.5), dpi=100):
+    """Loss terms and recalls per epoch from ``metrics.jsonl`` (written by the trainer)."""
+    plt = _pyplot()
+    with open(metrics_jsonl) as f:
+        records = [json.loads(line) for line in f if line.strip()]
+    epochs = [r["epoch"] for r in records]
+    fig, (left, right) = plt.subplots(1, 2, figsize=size, dpi=dpi)
+    for key in sorted({k for r in records for k in r if k.startswith("loss")}):
+        left.plot(epochs, [r.get(key) for r in records], marker="o", label=key)
+    left.set_xlabel("epoch")
+    left.set_title("training losses", fontsize=9)
+    left.legend(fontsize=8)
+    tested = [r for r in records if "test" in r]
+    for key in [k for k in (tested[0]["test"] if tested else {}) if k.startswith("R@") or k == "mIoU"]:
+        right.plot([r["epoch"] for r in tested], [r["test"][key] * 100 for r in tested], marker="o", label=key)
+    right.set_xlabel("epoch")
+    right.set_title("test recall (%)", fontsize=9)
+    if tested:
+        right.legend(fontsize=7)
+    fig.tight_layout()
+    _save(fig, path, plt)
+
+
+def _short(text, limit=70):
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _save(fig, path, plt):
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = path + ".tmp.png"
+    fig.savefig(tmp)
+    plt.close(fig)
+    os.replace(tmp, path)
