@@ -1,4 +1,6 @@
 """Build a frozen config from a YAML file and command-line overrides."""
+import os
+
 import torch
 
 from .defaults import get_default_config
@@ -13,10 +15,16 @@ def load_config(config_file=None, opts=()):
 
     yacs already rejects unknown keys; we re-raise with the file (or "command line") named.
     """
+    import yaml
+
     cfg = get_default_config()
     if config_file:
+        if not os.path.isfile(config_file):
+            raise ConfigError(f"{config_file}: config file not found")
         try:
             cfg.merge_from_file(config_file)
+        except yaml.YAMLError as err:
+            raise ConfigError(f"{config_file}: malformed YAML: {err}") from None
         except (KeyError, ValueError, AssertionError) as err:
             raise ConfigError(f"{config_file}: {_describe(err)}") from err
     opts = list(opts or ())

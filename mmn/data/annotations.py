@@ -123,7 +123,9 @@ def load_annotations(path, fmt):
                 f"{len(sentences) if isinstance(sentences, list) else 'no list of'} sentences")
         moments, kept = [], []
         for k, ((start, end), sentence) in enumerate(zip(stamps, sentences)):
-            if not isinstance(sentence, str) or not sentence.strip():
+            if not isinstance(sentence, str):
+                raise AnnotationError(f"{path}: video {vid!r}: sentence #{k} must be a string, got {sentence!r}")
+            if not sentence.strip():
                 raise AnnotationError(f"{path}: video {vid!r}: sentence #{k} is empty")
             if start >= end:
                 stats.dropped += 1

@@ -4,7 +4,7 @@ import logging
 import numpy as np
 import torch
 
-from .annotations import FEATURE_KEYS, load_annotations
+from .annotations import FEATURE_KEYS, AnnotationError, load_annotations
 from .features import HDF5FeatureReader, prepare_video_features
 from .tokenization import load_tokenizer, tokenize
 
@@ -36,6 +36,7 @@ class TLGDataset(torch.utils.data.Dataset):
         # float32 as the official torch.Tensor([start, end])
         self.moments = torch.tensor([m for v in videos for m in v.moments], dtype=torch.float32)
         self.tokens, self.token_lengths = tokenize(self.sentences, tokenizer)
+        self._check_token_lengths(getattr(tokenizer, "model_max_length", None))
         self.token_offsets = np.concatenate([[0], np.cumsum(self.token_lengths)])
         self.pad_token_id = tokenizer.pad_token_id or 0
 
@@ -43,6 +44,19 @@ class TLGDataset(torch.utils.data.Dataset):
         if check_features:
             self.features.check_videos(self.vids)
             self.features.close()  # re-opened lazily in each worker
+
+    def _check_token_lengths(self, max_length):
+        """A sentence longer than the text encoder's positions would only fail deep inside BERT: name it here."""
+        if not max_length or max_length >= 10 ** 6:  # transformers' "no limit known" sentinel is huge
+            return
+        too_long = np.flatnonzero(self.token_lengths > max_length)
+        if len(too_long):
+            k = int(too_long[0])
+            video = int(np.searchsorted(self.sentence_offsets, k, side="right") - 1)
+            raise AnnotationError(
+                f"{self.ann_file}: video {self.vids[video]!r}: sentence {self.sentences[k][:80]!r} has "
+                f"{int(self.token_lengths[k])} tokens, more than the text encoder accepts ({max_length}); "
+                f"{len(too_long)} sentence(s) are too long")
 
     def __len__(self):
         return len(self.vids)

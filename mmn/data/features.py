@@ -60,21 +60,39 @@ class HDF5FeatureReader:
         return set(self._handle().keys())
 
     def check_videos(self, vids):
-        """Fail early, naming the file and the first missing ids, if any video has no features."""
+        """Fail early, naming the file and the first offending ids, if any video has no features
+        (or a group where the clip-feature array should be: a feature file of another layout)."""
         handle = self._handle()
-        missing = [v for v in vids if v not in handle or (self.key is not None and self.key not in handle[v])]
+        missing, wrong = [], []
+        for v in vids:
+            node = handle.get(v)
+            if node is not None and self.key is not None:
+                node = node.get(self.key) if isinstance(node, h5py.Group) else None
+            if node is None:
+                missing.append(v)
+            elif not isinstance(node, h5py.Dataset):
+                wrong.append(v)
         if missing:
             where = f"[{self.key!r}]" if self.key else ""
             raise FeatureError(
                 f"{self.path}: {len(missing)} video(s) have no features{where}, e.g. {missing[:5]}")
+        if wrong:
+            raise FeatureError(f"{self.path}: video(s) {wrong[:5]}: expected an HDF5 dataset of clip features, "
+                               f"found a group (wrong feature file for this annotation format?)")
 
     def read(self, vid):
         """Raw (num_clips, D) float32 tensor of ``vid``, validated."""
         handle = self._handle()
-        try:
-            node = handle[vid] if self.key is None else handle[vid][self.key]
-        except KeyError:
-            raise FeatureError(f"{self.path}: video {vid!r} not found") from None
+        node = handle.get(vid)
+        if node is None:
+            raise FeatureError(f"{self.path}: video {vid!r} not found")
+        if self.key is not None:
+            if not isinstance(node, h5py.Group) or self.key not in node:
+                raise FeatureError(f"{self.path}: video {vid!r}: no {self.key!r} features under it")
+            node = node[self.key]
+        if not isinstance(node, h5py.Dataset):
+            raise FeatureError(f"{self.path}: video {vid!r}: expected an HDF5 dataset of clip features, found a "
+                               f"group (wrong feature file for this annotation format?)")
         array = np.asarray(node[()], dtype=np.float32)
         if array.ndim != 2 or array.shape[0] == 0:
             raise FeatureError(f"{self.path}: video {vid!r}: expected a (num_clips, D) array, got shape {array.shape}")
