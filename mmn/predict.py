@@ -22,6 +22,7 @@ from .evaluation import fuse_scores, top_moments
 from .modeling import build_model
 from .structures import TLGBatch
 from .utils.checkpoint import atomic_write_text, load_model_weights
+from .utils.speed import apply_speed_options, autocast
 
 
 class PredictionInputError(ValueError):
@@ -47,7 +48,7 @@ class Predictor:
 
     def __init__(self, cfg, model, device):
         self.cfg = cfg
-        self.model = model.to(device).eval()
+        self.model = apply_speed_options(model, cfg, device).eval()
         self.device = device
         self.tokenizer = load_tokenizer(cfg.MODEL.MMN.TEXT_ENCODER.PRETRAINED)
 
@@ -117,7 +118,8 @@ class Predictor:
             durations=torch.tensor([duration], dtype=torch.float64),
             indices=torch.tensor([0]),
         ).to(self.device)
-        out = self.model(batch)
+        with autocast(self.cfg, self.device):
+            out = self.model(batch)
         fused = fuse_scores(out["contrastive"], out["iou"], self.cfg.TEST.CONTRASTIVE_SCORE_POW).float().cpu()
         moments, scores = top_moments(fused, torch.full((count,), duration, dtype=torch.float64),
                                       self.cfg.TEST.NMS_THRESH, k=topk)

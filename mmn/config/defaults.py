@@ -11,6 +11,10 @@ _C.MODEL = CN()
 _C.MODEL.DEVICE = "auto"  # (mmn) "auto": CUDA when available, else CPU; or any torch device string
 _C.MODEL.ARCHITECTURE = "MMN"
 _C.MODEL.WEIGHT = ""
+# (mmn) speed options; the defaults are the official behaviour
+_C.MODEL.AMP = False             # bf16 autocast for forward passes (losses stay fp32); meant for CUDA
+_C.MODEL.CHANNELS_LAST = False   # channels_last memory format for the 2D proposal convolutions
+_C.MODEL.COMPILE = False         # torch.compile the model in place (parameter names unchanged)
 
 _C.INPUT = CN()
 _C.INPUT.NUM_PRE_CLIPS = 256

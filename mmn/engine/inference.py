@@ -12,7 +12,7 @@ logger = logging.getLogger("mmn.inference")
 
 
 @torch.no_grad()
-def run_inference(model, loader, device, nms_thresh, contrastive_pow, topk=5):
+def run_inference(model, loader, device, nms_thresh, contrastive_pow, topk=5, amp=False):
     """Top-``topk`` moments (seconds) and scores of every query of ``loader.dataset``, in dataset order.
 
     Fusion and NMS run per batch, so only Q x topk results are kept (never the Q x N x N maps).
@@ -22,7 +22,8 @@ def run_inference(model, loader, device, nms_thresh, contrastive_pow, topk=5):
     dataset = loader.dataset
     results = {}
     for batch in tqdm(loader, desc="eval", disable=not comm.is_main_process(), leave=False):
-        out = model(batch.to(device))
+        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=amp):
+            out = model(batch.to(device))
         fused = fuse_scores(out["contrastive"], out["iou"], contrastive_pow).float().cpu()
         durations = torch.repeat_interleave(batch.durations, batch.num_sentences.cpu())
         moments, scores = top_moments(fused, durations, nms_thresh, k=topk)
@@ -43,7 +44,8 @@ def run_inference(model, loader, device, nms_thresh, contrastive_pow, topk=5):
 def evaluate(cfg, model, loader, device):
     """Run inference and the recall table on ``loader.dataset``: (metrics, top moments Q x 5 x 2, scores Q x 5)."""
     dataset = loader.dataset
-    moments, scores = run_inference(model, loader, device, cfg.TEST.NMS_THRESH, cfg.TEST.CONTRASTIVE_SCORE_POW)
+    moments, scores = run_inference(model, loader, device, cfg.TEST.NMS_THRESH, cfg.TEST.CONTRASTIVE_SCORE_POW,
+                                    amp=cfg.MODEL.AMP)
     metrics = recall_table(moments, dataset.moments, IOU_THRESHOLDS[cfg.DATASETS.NAME])
     logger.info("Evaluation on %s (%d videos, %d queries)\n%s", dataset.ann_file, len(dataset),
                 dataset.num_queries, format_recall_table(metrics))

@@ -14,6 +14,7 @@ from ..utils import comm
 from ..utils.checkpoint import Checkpointer, atomic_write_text, load_model_weights
 from ..utils.logger import setup_logger
 from ..utils.seed import seed_everything
+from ..utils.speed import apply_speed_options, autocast
 from .inference import evaluate, format_recall_table
 from .trainer import do_train
 
@@ -58,9 +59,10 @@ def _wrap_ddp(model, device):
 
 def train(cfg, device, resume=None):
     """Build everything and train; returns the best {score, epoch}. ``resume``: None, "last" or a path."""
-    model = build_model(cfg).to(device)
+    model = build_model(cfg)
     if cfg.MODEL.WEIGHT:
         load_model_weights(model, cfg.MODEL.WEIGHT)
+    model = apply_speed_options(model, cfg, device)
     optimizer = make_optimizer(cfg, model)
     scheduler = make_lr_scheduler(cfg, optimizer)
     start_epoch, best = 1, None
@@ -83,8 +85,9 @@ def train(cfg, device, resume=None):
 def test(cfg, device, ckpt, out=None, vis=0):
     """Evaluate ``ckpt`` on the config's test split; print the table, write the results JSON (and ``vis``
     query plots). Returns metrics."""
-    model = build_model(cfg).to(device)
+    model = build_model(cfg)
     load_model_weights(model, ckpt)
+    model = apply_speed_options(model, cfg, device)
     split = cfg.DATASETS.TEST[0]
     dataset = build_dataset(cfg, split)
     loader = make_data_loader(cfg, dataset, is_train=False)
@@ -110,7 +113,8 @@ def visualize_queries(cfg, model, dataset, count, out_dir, device):
     videos = sorted(set(dataset.query_video_index()[:count].tolist()))
     batch = BatchCollator(cfg.MODEL.MMN.NUM_CLIPS, dataset.pad_token_id)([dataset[i] for i in videos]).to(device)
     model.eval()
-    out = model(batch)
+    with autocast(cfg, device):
+        out = model(batch)
     fused = fuse_scores(out["contrastive"], out["iou"], cfg.TEST.CONTRASTIVE_SCORE_POW).float().cpu()
     durations = torch.repeat_interleave(batch.durations.cpu(), batch.num_sentences.cpu())
     top, scores = top_moments(fused, durations, cfg.TEST.NMS_THRESH, k=5)

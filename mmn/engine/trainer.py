@@ -24,7 +24,7 @@ def _reduce_mean(values, device):
     return tensor.tolist()
 
 
-def train_one_epoch(model, loader, optimizer, epoch, device, max_grad_norm):
+def train_one_epoch(model, loader, optimizer, epoch, device, max_grad_norm, amp=False):
     """One epoch; returns the mean of each loss term over its iterations."""
     module = getattr(model, "module", model)
     module.set_epoch(epoch)
@@ -32,7 +32,8 @@ def train_one_epoch(model, loader, optimizer, epoch, device, max_grad_norm):
     sums, count = {}, 0
     progress = tqdm(loader, desc=f"epoch {epoch}", disable=not comm.is_main_process(), leave=False)
     for batch in progress:
-        losses = model(batch.to(device, non_blocking=True), epoch=epoch)
+        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=amp):
+            losses = model(batch.to(device, non_blocking=True), epoch=epoch)
         loss = losses["loss"]
         if not torch.isfinite(loss):
             raise FloatingPointError(f"epoch {epoch}: loss is {loss.item()} on videos {batch.indices.tolist()}")
@@ -93,7 +94,8 @@ def do_train(cfg, model, train_loader, test_loader, optimizer, scheduler, device
         train_loader.sampler.set_epoch(epoch)
         start = time.time()
         lrs = [g["lr"] for g in optimizer.param_groups]
-        losses = train_one_epoch(model, train_loader, optimizer, epoch, device, cfg.SOLVER.MAX_GRAD_NORM)
+        losses = train_one_epoch(model, train_loader, optimizer, epoch, device, cfg.SOLVER.MAX_GRAD_NORM,
+                                 amp=cfg.MODEL.AMP)
         scheduler.step()
         record = {"epoch": epoch, "time_s": round(time.time() - start, 3), **losses, "lr": lrs}
         logger.info("epoch %d/%d: %s (%.1f s)", epoch, max_epoch,

@@ -73,9 +73,12 @@ class MMN(nn.Module):
         mask = self.mask2d.to(sent_feat.dtype)
         iou_scores = (per_video_cosine(sent_feat_iou, map2d_iou, video_index, batch.num_sentences) * 10).sigmoid() * mask
         if self.training:
-            loss_iou = scaled_iou_bce_loss(iou_scores, batch.iou2d, self.mask2d, self.min_iou, self.max_iou)
-            loss_vid, loss_sent = mutual_matching_loss(map2d_contrastive, sent_feat, batch.iou2d, batch.moments,
-                                                       video_index, self.mask2d, **self.contrastive_args)
+            # losses in fp32 even under autocast (BCE is not autocast-safe; exp/log want the range)
+            with torch.autocast(device_type=iou_scores.device.type, enabled=False):
+                loss_iou = scaled_iou_bce_loss(iou_scores.float(), batch.iou2d, self.mask2d, self.min_iou, self.max_iou)
+                loss_vid, loss_sent = mutual_matching_loss(map2d_contrastive.float(), sent_feat.float(), batch.iou2d,
+                                                           batch.moments, video_index, self.mask2d,
+                                                           **self.contrastive_args)
             loss_vid, loss_sent = loss_vid * self.contrastive_weight, loss_sent * self.contrastive_weight
             contrastive_scale = 1.0 if epoch <= self.only_iou_epochs else 0.01
             loss = loss_iou + (loss_sent + loss_vid) * contrastive_scale

@@ -1,0 +1,21 @@
+"""Opt-in speed options (MODEL.AMP, MODEL.CHANNELS_LAST, MODEL.COMPILE); all off by default."""
+import contextlib
+
+import torch
+
+
+def apply_speed_options(model, cfg, device):
+    """Move ``model`` to ``device`` and apply the memory-format and compile options in place."""
+    model = model.to(device)
+    if cfg.MODEL.CHANNELS_LAST and hasattr(model, "proposal_conv"):
+        model.proposal_conv.to(memory_format=torch.channels_last)
+    if cfg.MODEL.COMPILE:
+        model.compile()  # in place: state_dict keys stay those of the official checkpoints
+    return model
+
+
+def autocast(cfg, device):
+    """bf16 autocast around forward passes when MODEL.AMP is set (the losses run in fp32 inside the model)."""
+    if not cfg.MODEL.AMP:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
