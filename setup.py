@@ -5,6 +5,7 @@ setup(
     version="0.1.0",
     description="MMN (AAAI 2022) and friends: a fast, faithful temporal grounding framework",
     packages=find_packages(include=["mmn", "mmn.*"]),
+    package_data={"mmn.demo": ["assets/*.npz"]},
     python_requires=">=3.9",
     install_requires=["torch", "yacs", "h5py", "transformers", "terminaltables", "tqdm", "numpy"],
     extras_require={

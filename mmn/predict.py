@@ -117,6 +117,7 @@ class Predictor:
             num_sentences=torch.tensor([count]),
             durations=torch.tensor([duration], dtype=torch.float64),
             indices=torch.tensor([0]),
+            query_indices=torch.arange(count),
         ).to(self.device)
         with autocast(self.cfg, self.device):
             out = self.model(batch)

@@ -65,6 +65,41 @@ _C.MODEL.MMN.LOSS.TAU_VIDEO = 0.2
 _C.MODEL.MMN.LOSS.TAU_SENT = 0.2
 _C.MODEL.MMN.LOSS.MARGIN = 0.2
 
+# (mmn) CNM (weakly supervised, Gaussian-mask proposals; docs/CNM.md): the release's Charades-STA values
+_C.MODEL.CNM = CN()
+_C.MODEL.CNM.FRAME_DIM = 1024            # frame feature size (Charades I3D 1024; ActivityNet C3D 500, CLIP 512)
+_C.MODEL.CNM.WORD_DIM = 300              # GloVe
+_C.MODEL.CNM.HIDDEN_SIZE = 256           # hidden_size = d_model of the DualTransformer
+_C.MODEL.CNM.NUM_HEADS = 4
+_C.MODEL.CNM.NUM_LAYERS_1 = 3            # decoder1 (frames)
+_C.MODEL.CNM.NUM_LAYERS_2 = 3            # decoder2 (words)
+_C.MODEL.CNM.DROPOUT = 0.1               # on the input frame / word features
+_C.MODEL.CNM.TRANSFORMER_DROPOUT = 0.1   # after every transformer sub-layer
+_C.MODEL.CNM.ALPHA = 5.5                 # Gaussian sharpness (ActivityNet 5)
+_C.MODEL.CNM.MAX_WIDTH = 0.45            # predicted width scale (ActivityNet 1)
+_C.MODEL.CNM.MIN_WIDTH = 0.1             # width clamp inside the Gaussian mask (release constant)
+_C.MODEL.CNM.PROPOSAL_STRIDE = 4         # reconstructor sees NUM_FRAMES // 4 proposal positions
+_C.MODEL.CNM.MASK_DIVISOR = 3            # max(words // 3, 1) words masked
+_C.MODEL.CNM.USE_NEGATIVE = True
+_C.MODEL.CNM.VOCAB_SIZE = 1111           # kept training words (ActivityNet 8000); the output layer has VOCAB_SIZE + 1
+_C.MODEL.CNM.MAX_NUM_WORDS = 20
+_C.MODEL.CNM.NUM_FRAMES = 200            # frames resampled to this many (bin means, not L2-normalised)
+_C.MODEL.CNM.GLOVE = ""                  # .npz (words, vectors[, counts]) or GloVe text file; relative to DATASETS.ROOT
+_C.MODEL.CNM.FEATURE_FILE = ""           # HDF5 frame features; "" = the catalog's file; relative to DATASETS.ROOT
+_C.MODEL.CNM.FEATURE_KEY = "default"     # f[vid][KEY]; "default" = the catalog format's key, "" = f[vid] itself
+_C.MODEL.CNM.LOSS = CN()
+_C.MODEL.CNM.LOSS.BETA1 = 0.1
+_C.MODEL.CNM.LOSS.BETA2 = 0.15
+_C.MODEL.CNM.LOSS.LABEL_SMOOTHING = 0.1
+_C.MODEL.CNM.SOLVER = CN()
+_C.MODEL.CNM.SOLVER.LR = 4e-4
+_C.MODEL.CNM.SOLVER.WARMUP_UPDATES = 400
+_C.MODEL.CNM.SOLVER.WARMUP_INIT_LR = 1e-7
+_C.MODEL.CNM.SOLVER.BETAS = (0.9, 0.999)
+_C.MODEL.CNM.SOLVER.EPS = 1e-8
+_C.MODEL.CNM.SOLVER.WEIGHT_DECAY = 0.0
+_C.MODEL.CNM.SOLVER.MAX_GRAD_NORM = 10.0
+
 _C.SOLVER = CN()
 _C.SOLVER.MAX_EPOCH = 12
 _C.SOLVER.LR = 0.01

@@ -11,8 +11,13 @@ from .dataset import TLGDataset
 from .samplers import EpochShuffleSampler
 
 
-def build_dataset(cfg, split_name):
-    """The TLGDataset of a catalog split (e.g. ``charades_test``) under DATASETS.ROOT."""
+def build_dataset(cfg, split_name, is_train=False):
+    """The dataset of a catalog split (e.g. ``charades_test``) under DATASETS.ROOT, in the form the
+    config's model reads (MMN: TLGDataset, one item per video; CNM: one item per query)."""
+    if cfg.MODEL.ARCHITECTURE == "CNM":
+        from .cnm_dataset import build_cnm_dataset, cached_cnm_vocabulary
+
+        return build_cnm_dataset(cfg, split_name, cached_cnm_vocabulary(cfg), is_training=is_train)
     paths = get_dataset_paths(split_name, cfg.DATASETS.ROOT)
     return TLGDataset(paths["ann_file"], paths["feat_file"], paths["format"], cfg.INPUT.NUM_PRE_CLIPS,
                       cfg.MODEL.MMN.TEXT_ENCODER.PRETRAINED, feat_dim=cfg.MODEL.MMN.FEATPOOL.INPUT_SIZE)
@@ -24,9 +29,16 @@ def _seed_worker(worker_id):
     random.seed(seed)
 
 
-def make_data_loader(cfg, dataset, is_train):
-    """Loader over ``dataset``: training shuffles per epoch (call ``loader.batch_sampler.sampler.set_epoch``),
-    the test split is never shuffled. SOLVER.BATCH_SIZE / TEST.BATCH_SIZE are global and split across ranks."""
+def _default_collator(cfg, dataset):
+    if hasattr(dataset, "collator"):
+        return dataset.collator()
+    return BatchCollator(cfg.MODEL.MMN.NUM_CLIPS, dataset.pad_token_id)
+
+
+def make_data_loader(cfg, dataset, is_train, collate_fn=None):
+    """Loader over ``dataset``: training shuffles per epoch (call ``loader.sampler.set_epoch``), the test
+    split is never shuffled. SOLVER.BATCH_SIZE / TEST.BATCH_SIZE are global and split across ranks.
+    ``collate_fn`` defaults to the dataset's ``collator()`` or MMN's BatchCollator."""
     world, rank = comm.get_world_size(), comm.get_rank()
     batch = cfg.SOLVER.BATCH_SIZE if is_train else cfg.TEST.BATCH_SIZE
     if batch % world:
@@ -41,7 +53,7 @@ def make_data_loader(cfg, dataset, is_train):
         sampler=sampler,
         drop_last=False,
         num_workers=cfg.DATALOADER.NUM_WORKERS,
-        collate_fn=BatchCollator(cfg.MODEL.MMN.NUM_CLIPS, dataset.pad_token_id),
+        collate_fn=collate_fn or _default_collator(cfg, dataset),
         worker_init_fn=_seed_worker,
         generator=generator,
         persistent_workers=cfg.DATALOADER.NUM_WORKERS > 0,

@@ -10,6 +10,17 @@ from .tokenization import load_tokenizer, tokenize
 
 logger = logging.getLogger(__name__)
 
+TOKENIZE_CHUNK = 2048  # sentences per tokenizer call: bounds the tokenizer's transient memory
+
+
+def _tokenize_in_chunks(sentences, tokenizer, chunk=TOKENIZE_CHUNK):
+    """``tokenize`` (each sentence on its own, no padding) a chunk at a time: the same arrays, but the
+    tokenizer's per-call lists stay small (one call on ActivityNet's 37k sentences peaked at ~150 MB)."""
+    if len(sentences) <= chunk:
+        return tokenize(sentences, tokenizer)
+    parts = [tokenize(sentences[i:i + chunk], tokenizer) for i in range(0, len(sentences), chunk)]
+    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
 
 class TLGDataset(torch.utils.data.Dataset):
     """Videos with all their sentences; one item is one video.
@@ -35,7 +46,7 @@ class TLGDataset(torch.utils.data.Dataset):
         self.sentences = [s for v in videos for s in v.sentences]
         # float32 as the official torch.Tensor([start, end])
         self.moments = torch.tensor([m for v in videos for m in v.moments], dtype=torch.float32)
-        self.tokens, self.token_lengths = tokenize(self.sentences, tokenizer)
+        self.tokens, self.token_lengths = _tokenize_in_chunks(self.sentences, tokenizer)
         self._check_token_lengths(getattr(tokenizer, "model_max_length", None))
         self.token_offsets = np.concatenate([[0], np.cumsum(self.token_lengths)])
         self.pad_token_id = tokenizer.pad_token_id or 0
@@ -79,6 +90,14 @@ class TLGDataset(torch.utils.data.Dataset):
         start, end = self.sentence_range(idx)
         return self.sentences[start:end]
 
+    def query_video_ids(self):
+        """Video id of every sentence, in dataset order."""
+        return [self.vids[i] for i in self.query_video_index().tolist()]
+
+    def query_durations(self):
+        """(num_queries,) float64 duration of every sentence's video."""
+        return torch.from_numpy(self.durations)[self.query_video_index()]
+
     def query_video_index(self):
         """(num_queries,) index of the video of every sentence, in dataset order."""
         return torch.repeat_interleave(torch.arange(len(self)), torch.from_numpy(np.diff(self.sentence_offsets)))
@@ -86,12 +105,13 @@ class TLGDataset(torch.utils.data.Dataset):
     def tokens_of(self, idx):
         """Token ids of the video's sentences padded together, and their lengths (the official ``query``, ``wordlen``)."""
         start, end = self.sentence_range(idx)
-        lengths = torch.from_numpy(self.token_lengths[start:end])
-        query = torch.full((end - start, int(lengths.max())), self.pad_token_id, dtype=torch.long)
-        for row, k in enumerate(range(start, end)):  # a handful of sentences per video
-            ids = self.tokens[self.token_offsets[k]:self.token_offsets[k + 1]]
-            query[row, :len(ids)] = torch.from_numpy(ids.astype(np.int64))
-        return query, lengths
+        lengths = self.token_lengths[start:end]
+        # one gather for all sentences (TACoS videos have ~130): row r takes tokens[offset_r + t] for t < length_r
+        position = np.arange(int(lengths.max()))
+        take = position[None, :] < lengths[:, None]
+        index = np.where(take, self.token_offsets[start:end, None] + position[None, :], 0)
+        query = np.where(take, self.tokens[index], self.pad_token_id).astype(np.int64)
+        return torch.from_numpy(query), torch.from_numpy(lengths)
 
     def __getitem__(self, idx):
         feats = prepare_video_features(self.features.read(self.vids[idx]), self.num_pre_clips)
@@ -103,4 +123,5 @@ class TLGDataset(torch.utils.data.Dataset):
             "moment": self.get_moment(idx),
             "duration": self.get_duration(idx),
             "idx": idx,
+            "query_start": self.sentence_range(idx)[0],
         }

@@ -15,17 +15,27 @@ def resample_clips(feats, num_segments):
     """Average ``feats`` (n, D) into ``num_segments`` segments exactly as the official ``avgfeats``.
 
     Boundaries are ``round(arange(P + 1) / P * n)`` clamped to n - 1; segment i is the mean of
-    rows [idx[i], idx[i+1]) or row idx[i] alone when that range is empty. Implemented as one
-    (P x n) averaging matrix product instead of a Python loop.
+    rows [idx[i], idx[i+1]) or row idx[i] alone when that range is empty. Segments of the same length
+    are averaged together (one gather and one ``mean`` per distinct length, a handful per video)
+    instead of the official Python loop over segments; ``mean`` over the same rows in the same order
+    gives the official values bit for bit.
     """
     n = feats.shape[0]
     idx = (torch.arange(0, num_segments + 1, 1.0) / num_segments * n).round().long().clamp(max=n - 1)
-    start, end = idx[:-1], idx[1:]
-    end = torch.where(end > start, end, start + 1)  # empty bin: the single row idx[i]
-    rows = torch.arange(n)
-    weights = ((rows[None, :] >= start[:, None]) & (rows[None, :] < end[:, None])).to(feats.dtype)
-    weights /= weights.sum(dim=1, keepdim=True)
-    return weights @ feats
+    start = idx[:-1]
+    length = (idx[1:] - start).clamp(min=1)  # empty bin: the single row idx[i]
+    lengths = length.unique()
+    if len(lengths) == 1 and lengths[0] == 1:
+        return feats.index_select(0, start)
+    out = feats.new_empty(num_segments, feats.shape[1])
+    for size in lengths.tolist():
+        segments = (length == size).nonzero().squeeze(1)
+        if size == 1:
+            out[segments] = feats.index_select(0, start[segments])
+            continue
+        rows = (start[segments, None] + torch.arange(size)).reshape(-1)
+        out[segments] = feats.index_select(0, rows).reshape(len(segments), size, -1).mean(dim=1)
+    return out
 
 
 def prepare_video_features(raw, num_segments):

@@ -5,10 +5,24 @@ import torch
 from terminaltables import AsciiTable
 from tqdm import tqdm
 
-from ..evaluation import IOU_THRESHOLDS, fuse_scores, recall_table, top_moments
+from ..evaluation import fuse_scores, metric_spec, recall_table, top_moments
 from ..utils import comm
 
 logger = logging.getLogger("mmn.inference")
+
+
+def _batch_top_moments(out, batch, nms_thresh, contrastive_pow, topk):
+    """Per-query (moments Q x k x 2 seconds, scores Q x k) from a model's eval output.
+
+    Score-map models (MMN) give "contrastive"/"iou" maps: fused, then NMS. Direct-moment models (CNM)
+    give normalised "moments" Q x k x 2 and "scores"."""
+    if "moments" in out:
+        durations = batch.durations.cpu().double()
+        moments = out["moments"].double().cpu() * durations[:, None, None]
+        return moments, out["scores"].float().cpu()
+    fused = fuse_scores(out["contrastive"], out["iou"], contrastive_pow).float().cpu()
+    durations = torch.repeat_interleave(batch.durations.cpu(), batch.num_sentences.cpu())
+    return top_moments(fused, durations, nms_thresh, k=topk)
 
 
 @torch.no_grad()
@@ -24,20 +38,17 @@ def run_inference(model, loader, device, nms_thresh, contrastive_pow, topk=5, am
     for batch in tqdm(loader, desc="eval", disable=not comm.is_main_process(), leave=False):
         with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=amp):
             out = model(batch.to(device))
-        fused = fuse_scores(out["contrastive"], out["iou"], contrastive_pow).float().cpu()
-        durations = torch.repeat_interleave(batch.durations, batch.num_sentences.cpu())
-        moments, scores = top_moments(fused, durations, nms_thresh, k=topk)
-        for idx, m, s in zip(batch.indices.tolist(), torch.split(moments, batch.num_sentences.tolist()),
-                             torch.split(scores, batch.num_sentences.tolist())):
-            results[idx] = (m, s)
+        moments, scores = _batch_top_moments(out, batch, nms_thresh, contrastive_pow, topk)
+        for q, m, s in zip(batch.query_indices.tolist(), moments, scores):
+            results[q] = (m, s)
     merged = {}
     for part in comm.all_gather_objects(results):
         merged.update(part)
-    missing = set(range(len(dataset))) - set(merged)
+    missing = set(range(dataset.num_queries)) - set(merged)
     if missing:
-        raise RuntimeError(f"inference produced no result for {len(missing)} videos, e.g. {sorted(missing)[:5]}")
-    moments = torch.cat([merged[i][0] for i in range(len(dataset))])
-    scores = torch.cat([merged[i][1] for i in range(len(dataset))])
+        raise RuntimeError(f"inference produced no result for {len(missing)} queries, e.g. {sorted(missing)[:5]}")
+    moments = torch.stack([merged[q][0] for q in range(dataset.num_queries)])
+    scores = torch.stack([merged[q][1] for q in range(dataset.num_queries)])
     return moments, scores
 
 
@@ -46,7 +57,8 @@ def evaluate(cfg, model, loader, device):
     dataset = loader.dataset
     moments, scores = run_inference(model, loader, device, cfg.TEST.NMS_THRESH, cfg.TEST.CONTRASTIVE_SCORE_POW,
                                     amp=cfg.MODEL.AMP)
-    metrics = recall_table(moments, dataset.moments, IOU_THRESHOLDS[cfg.DATASETS.NAME])
+    thresholds, recalls = metric_spec(cfg)
+    metrics = recall_table(moments, dataset.moments, thresholds, recalls=recalls)
     logger.info("Evaluation on %s (%d videos, %d queries)\n%s", dataset.ann_file, len(dataset),
                 dataset.num_queries, format_recall_table(metrics))
     return metrics, moments, scores

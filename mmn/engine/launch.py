@@ -63,8 +63,13 @@ def train(cfg, device, resume=None):
     if cfg.MODEL.WEIGHT:
         load_model_weights(model, cfg.MODEL.WEIGHT)
     model = apply_speed_options(model, cfg, device)
-    optimizer = make_optimizer(cfg, model)
-    scheduler = make_lr_scheduler(cfg, optimizer)
+    if hasattr(model, "build_optimizers"):  # models that own their update (CNM's alternating steps)
+        if comm.get_world_size() > 1:
+            raise NotImplementedError(f"{cfg.MODEL.ARCHITECTURE} trains in a single process only")
+        optimizer, scheduler = model.build_optimizers(cfg), None
+    else:
+        optimizer = make_optimizer(cfg, model)
+        scheduler = make_lr_scheduler(cfg, optimizer)
     start_epoch, best = 1, None
     if resume is None and cfg.SOLVER.RESUME:
         resume = "last"
@@ -74,7 +79,7 @@ def train(cfg, device, resume=None):
         if path is None:
             raise FileNotFoundError(f"{cfg.OUTPUT_DIR}/last_checkpoint: nothing to resume from")
         start_epoch, best = checkpointer.resume(path, model, optimizer, scheduler)
-    train_set = build_dataset(cfg, cfg.DATASETS.TRAIN[0])
+    train_set = build_dataset(cfg, cfg.DATASETS.TRAIN[0], is_train=True)
     test_set = build_dataset(cfg, cfg.DATASETS.TEST[0]) if cfg.DATASETS.TEST else None
     train_loader = make_data_loader(cfg, train_set, is_train=True)
     test_loader = make_data_loader(cfg, test_set, is_train=False) if test_set is not None else None
@@ -97,7 +102,9 @@ def test(cfg, device, ckpt, out=None, vis=0):
         out = out or os.path.join(cfg.OUTPUT_DIR, f"results_{split}.json")
         atomic_write_text(json.dumps(results_json(dataset, metrics, moments, scores, ckpt, split)), out)
         logger.info("wrote %s", out)
-        if vis > 0:
+        if vis > 0 and cfg.MODEL.ARCHITECTURE != "MMN":
+            logger.warning("--vis draws moment score maps, which only MMN has; skipped")
+        elif vis > 0:
             visualize_queries(cfg, model, dataset, vis, os.path.join(cfg.OUTPUT_DIR, "vis"), device)
     return metrics
 
@@ -140,14 +147,14 @@ def visualize_queries(cfg, model, dataset, count, out_dir, device):
 
 def results_json(dataset, metrics, moments, scores, ckpt, split):
     """Metrics and, per query, the top moments [start_s, end_s, score] (missing ones omitted)."""
-    video_of = dataset.query_video_index().tolist()
+    durations = dataset.query_durations().tolist()
     queries = []
-    for q, (vid_idx, sentence) in enumerate(zip(video_of, dataset.sentences)):
+    for q, (vid, sentence) in enumerate(zip(dataset.query_video_ids(), dataset.sentences)):
         kept = torch.isfinite(scores[q])
         top = torch.cat([moments[q][kept], scores[q][kept, None].to(moments.dtype)], dim=1)
         queries.append({
-            "video": dataset.vids[vid_idx],
-            "duration": dataset.get_duration(vid_idx),
+            "video": vid,
+            "duration": durations[q],
             "sentence": sentence,
             "gt": [round(x, 4) for x in dataset.moments[q].tolist()],
             "top5": [[round(x, 4) for x in row] for row in top.tolist()],

@@ -32,18 +32,22 @@ def train_one_epoch(model, loader, optimizer, epoch, device, max_grad_norm, amp=
     sums, count = {}, 0
     progress = tqdm(loader, desc=f"epoch {epoch}", disable=not comm.is_main_process(), leave=False)
     for batch in progress:
-        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=amp):
-            losses = model(batch.to(device, non_blocking=True), epoch=epoch)
-        loss = losses["loss"]
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"epoch {epoch}: loss is {loss.item()} on videos {batch.indices.tolist()}")
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if max_grad_norm > 0:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
-        optimizer.step()
+        batch = batch.to(device, non_blocking=True)
+        if hasattr(module, "train_step"):  # the model owns its update (CNM alternates two optimisers)
+            losses = {k: v for k, v in module.train_step(batch, optimizer).items() if k.startswith("loss")}
+        else:
+            with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=amp):
+                losses = model(batch, epoch=epoch)
+            optimizer.zero_grad(set_to_none=True)
+            losses["loss"].backward()
+            if max_grad_norm > 0:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
+            optimizer.step()
+            losses = {k: v.item() for k, v in losses.items()}
+        if not math.isfinite(losses["loss"]):
+            raise FloatingPointError(f"epoch {epoch}: loss is {losses['loss']} on items {batch.indices.tolist()}")
         names = sorted(losses)
-        values = _reduce_mean([losses[k].item() for k in names], device)
+        values = _reduce_mean([losses[k] for k in names], device)
         for k, v in zip(names, values):
             sums[k] = sums.get(k, 0.0) + v
         count += 1
@@ -93,10 +97,11 @@ def do_train(cfg, model, train_loader, test_loader, optimizer, scheduler, device
     for epoch in range(start_epoch, max_epoch + 1):
         train_loader.sampler.set_epoch(epoch)
         start = time.time()
-        lrs = [g["lr"] for g in optimizer.param_groups]
+        lrs = [g["lr"] for g in optimizer.param_groups] if hasattr(optimizer, "param_groups") else optimizer.lr
         losses = train_one_epoch(model, train_loader, optimizer, epoch, device, cfg.SOLVER.MAX_GRAD_NORM,
                                  amp=cfg.MODEL.AMP)
-        scheduler.step()
+        if scheduler is not None:
+            scheduler.step()
         record = {"epoch": epoch, "time_s": round(time.time() - start, 3), **losses, "lr": lrs}
         logger.info("epoch %d/%d: %s (%.1f s)", epoch, max_epoch,
                     ", ".join(f"{k} {v:.4f}" for k, v in losses.items()), record["time_s"])

@@ -7,7 +7,7 @@ and their order are exactly those of the official algorithm.
 """
 import torch
 
-from ..structures import moment_grid, segment_iou
+from ..structures import segment_iou
 
 IOU_THRESHOLDS = {
     "charades": (0.5, 0.7),
@@ -17,49 +17,138 @@ IOU_THRESHOLDS = {
 RECALLS = (1, 5)
 
 
+def metric_spec(cfg):
+    """(IoU thresholds, recall ranks) reported for the config's model and dataset.
+
+    MMN reports R@{1,5} at the official thresholds; CNM (one moment per query) R@1 at its paper's."""
+    name = cfg.DATASETS.NAME
+    if cfg.MODEL.ARCHITECTURE == "CNM":
+        from ..modeling.cnm.evaluate import CNM_IOU_THRESHOLDS
+
+        table, recalls = CNM_IOU_THRESHOLDS, (1,)
+    else:
+        table, recalls = IOU_THRESHOLDS, RECALLS
+    if name not in table:
+        raise ValueError(f"DATASETS.NAME {name!r} has no IoU thresholds; known: {sorted(table)}")
+    return table[name], recalls
+
+
+# queries are evaluated in chunks of about this many cells (16 MB of float32): the temporaries stay
+# small enough to be reused by the allocator instead of being mapped afresh (page faults) each time
+CHUNK_CELLS = 2 ** 22
+
+
 def fuse_scores(contrastive, iou, contrastive_pow):
     """Official fusion: ((contrastive * 0.5 + 0.5) ** pow) * iou."""
-    return torch.pow(contrastive * 0.5 + 0.5, contrastive_pow) * iou
+    if torch.is_grad_enabled() and (contrastive.requires_grad or iou.requires_grad):
+        return torch.pow(contrastive * 0.5 + 0.5, contrastive_pow) * iou
+    fused = contrastive * 0.5  # the same operations in place: one temporary instead of four
+    fused += 0.5
+    fused.pow_(contrastive_pow)
+    fused *= iou
+    return fused
 
 
-def top_moments(score2d, durations, nms_thresh, k=5, chunk=None):
+def top_moments(score2d, durations, nms_thresh, k=5, chunk=None, prefix=32):
     """First ``k`` moments kept by greedy NMS of each query's score map.
 
     score2d: Q x N x N fused scores (candidates are the non-zero cells, as officially);
     durations: Q seconds. Returns (moments Q x k x 2 seconds, scores Q x k); rows with fewer than
     k surviving moments are padded with NaN moments and -inf scores.
+
+    The kept moments and their order are exactly those of the official per-query loop (candidates
+    sorted by score, descending, ties in row-major cell order; a candidate is kept unless an earlier
+    kept one overlaps it by IoU > nms_thresh). Only cells that are a candidate of some query are
+    looked at, and only a prefix of each query's sorted candidates: the first ``prefix`` by score,
+    then 4x more for the queries that have not found ``k`` moments in it, up to all of them.
     """
     q, n, _ = score2d.shape
     if chunk is None:
-        chunk = max(1, int(2 ** 24 // max(n * n, 1)))  # bound the Q x N*N working set
+        chunk = max(1, CHUNK_CELLS // max(n * n, 1))  # bound the Q x N*N working set
     if q > chunk:
-        parts = [top_moments(score2d[s:s + chunk], durations[s:s + chunk], nms_thresh, k, chunk)
+        parts = [top_moments(score2d[s:s + chunk], durations[s:s + chunk], nms_thresh, k, chunk, prefix)
                  for s in range(0, q, chunk)]
         return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
     scores = score2d.reshape(q, n * n)
-    candidates = moment_grid(torch.as_tensor(durations, dtype=torch.float64), n)  # Q x NN x 2 (official arithmetic)
-    # the official sorts the non-zero cells by score (descending); a stable sort of the full row with
-    # zero cells pushed to the end gives the same order among candidates
     valid = scores != 0
-    order = torch.sort(scores.masked_fill(~valid, float("-inf")), dim=1, descending=True, stable=True).indices
-    sorted_scores = scores.gather(1, order)
-    sorted_moments = candidates.gather(1, order[..., None].expand(-1, -1, 2))
-    alive = valid.gather(1, order)  # not yet suppressed, and a real candidate
+    cells = valid.any(dim=0).nonzero().squeeze(1)  # cells that are a candidate of some query, row-major
+    scores, valid = scores.index_select(1, cells), valid.index_select(1, cells)  # Q x K
+    keys = scores.masked_fill(~valid, float("-inf"))
+    # moment of each cell as the official score2d_to_moments_scores: [i, j + 1] * d / N in float32
+    cell_start, cell_end = (cells // n).float(), (cells % n + 1).float()
+    durations = torch.as_tensor(durations, dtype=torch.float64).float()
 
+    kept_moments = torch.full((q, k, 2), float("nan"), dtype=torch.float32)
+    kept_scores = torch.full((q, k), float("-inf"), dtype=scores.dtype)
     rows = torch.arange(q)
-    kept_moments = torch.full((q, k, 2), float("nan"), dtype=sorted_moments.dtype)
-    kept_scores = torch.full((q, k), float("-inf"), dtype=sorted_scores.dtype)
-    for r in range(k):
+    width = min(max(prefix, k), keys.shape[1])
+    while len(rows):
+        row_keys = keys[rows]
+        if width >= keys.shape[1]:  # every candidate: a full stable sort
+            order = torch.sort(row_keys, dim=1, descending=True, stable=True).indices
+            complete_prefix = torch.ones(len(rows), dtype=torch.bool)
+        else:
+            order, complete_prefix, exact = _sorted_prefix(row_keys, width)
+            if not exact.all():  # ties at the prefix boundary: these rows go on with more candidates
+                complete_prefix &= exact
+        found, moments, top_scores = _greedy_nms_rounds(
+            scores[rows].gather(1, order), valid[rows].gather(1, order), cell_start[order], cell_end[order],
+            durations[rows], n, nms_thresh, k)
+        done = (found == k) | complete_prefix
+        if width < keys.shape[1]:
+            done &= exact
+        kept_moments[rows[done]] = moments[done]
+        kept_scores[rows[done]] = top_scores[done]
+        rows = rows[~done]
+        width = min(width * 4, keys.shape[1])
+    return kept_moments, kept_scores
+
+
+def _sorted_prefix(keys, width):
+    """The first ``width`` entries of each row of ``keys`` in stable descending order.
+
+    Returns (order R x width, complete R: the prefix holds every candidate of the row, exact R: the
+    prefix is exactly the first ``width`` of the stable order; False where ties at the boundary value
+    leave topk's choice ambiguous).
+    """
+    values, index = keys.topk(width, dim=1)
+    boundary = values[:, -1]
+    complete = torch.isneginf(boundary)  # the rest of the row is no candidate
+    exact = complete | ((keys >= boundary[:, None]).sum(dim=1) == width)
+    position = index.sort(dim=1).values  # the selected cells in row-major order, then a stable sort by key
+    order = position.gather(1, keys.gather(1, position).sort(dim=1, descending=True, stable=True).indices)
+    return order, complete, exact
+
+
+def _greedy_nms_rounds(scores, alive, cell_start, cell_end, durations, n, nms_thresh, k):
+    """k rounds of greedy NMS over candidates already in score order (R x W each).
+
+    Returns (number kept R, moments R x k x 2 NaN-padded, scores R x k -inf-padded).
+    """
+    r = scores.shape[0]
+    starts = cell_start * durations[:, None] / n
+    ends = cell_end * durations[:, None] / n
+    rows = torch.arange(r)
+    moments = torch.full((r, k, 2), float("nan"), dtype=torch.float32)
+    kept = torch.full((r, k), float("-inf"), dtype=scores.dtype)
+    found = torch.zeros(r, dtype=torch.long)
+    for step in range(k):
         has_any = alive.any(dim=1)
         first = alive.to(torch.int8).argmax(dim=1)  # first alive in score order
-        best = sorted_moments[rows, first]          # Q x 2
-        kept_moments[has_any, r] = best[has_any]
-        kept_scores[has_any, r] = sorted_scores[rows, first][has_any]
-        # greedy NMS suppresses later candidates with IoU > thresh; the kept one itself leaves too
-        suppress = segment_iou(sorted_moments, best[:, None, :]) > nms_thresh
+        best_start, best_end = starts[rows, first], ends[rows, first]
+        moments[has_any, step, 0] = best_start[has_any]
+        moments[has_any, step, 1] = best_end[has_any]
+        kept[has_any, step] = scores[rows, first][has_any]
+        found += has_any
+        if step == k - 1:
+            break
+        # greedy NMS suppresses later candidates with IoU > thresh (segment_iou's arithmetic); the kept one leaves too
+        inter = torch.minimum(ends, best_end[:, None]) - torch.maximum(starts, best_start[:, None])
+        union = torch.maximum(ends, best_end[:, None]) - torch.minimum(starts, best_start[:, None])
+        suppress = inter.clamp(min=0) / union > nms_thresh
         suppress[rows, first] = True
         alive &= ~(suppress & has_any[:, None])
-    return kept_moments, kept_scores
+    return found, moments, kept
 
 
 def recall_table(top, gt_moments, iou_thresholds, recalls=RECALLS):
@@ -83,7 +172,12 @@ def evaluate_predictions(contrastive, iou, durations, gt_moments, dataset_name, 
     """Full evaluation of per-query score maps: returns (metrics dict, top moments Q x k x 2, scores Q x k)."""
     if dataset_name not in IOU_THRESHOLDS:
         raise ValueError(f"no IoU thresholds for dataset {dataset_name!r}; known: {sorted(IOU_THRESHOLDS)}")
-    fused = fuse_scores(contrastive, iou, contrastive_pow)
-    top, scores = top_moments(fused, durations, nms_thresh, k=k)
+    durations = torch.as_tensor(durations, dtype=torch.float64)
+    q, n = contrastive.shape[0], contrastive.shape[-1]
+    chunk = max(1, CHUNK_CELLS // max(n * n, 1))
+    parts = [top_moments(fuse_scores(contrastive[s:s + chunk], iou[s:s + chunk], contrastive_pow),
+                         durations[s:s + chunk], nms_thresh, k=k) for s in range(0, q, chunk)]
+    top = torch.cat([p[0] for p in parts]) if parts else torch.empty(0, k, 2)
+    scores = torch.cat([p[1] for p in parts]) if parts else torch.empty(0, k)
     metrics = recall_table(top, gt_moments, IOU_THRESHOLDS[dataset_name], recalls=tuple(r for r in RECALLS if r <= k))
     return metrics, top, scores

@@ -14,6 +14,7 @@ class TLGBatch:
     num_sentences: torch.Tensor  # B, sentences per video (sum = S)
     durations: torch.Tensor      # B, seconds (float64)
     indices: torch.Tensor        # B, dataset indices of the videos
+    query_indices: torch.Tensor  # S, dataset indices of the sentences (queries)
 
     @property
     def video_index(self):

@@ -155,13 +155,14 @@ class Checkpointer:
         from .seed import set_rng_state
 
         data = read_checkpoint(path)
-        for key in ("optimizer", "scheduler", "epoch", "rng"):
+        for key in ("optimizer", "epoch", "rng") + (("scheduler",) if scheduler is not None else ()):
             if data.get(key) is None:
                 raise CheckpointError(f"{path}: has no {key!r} state to resume from (is it a released model-only "
                                       "checkpoint? use it with test_net.py or MODEL.WEIGHT instead)")
         load_model_weights(model, data, path)
         optimizer.load_state_dict(data["optimizer"])
-        scheduler.load_state_dict(data["scheduler"])
+        if scheduler is not None:
+            scheduler.load_state_dict(data["scheduler"])
         set_rng_state(data["rng"])
         logger.info("resumed from %s (epoch %d)", path, data["epoch"])
         return data["epoch"] + 1, data.get("best")

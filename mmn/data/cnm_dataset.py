@@ -1,0 +1,205 @@
+"""CNM's data: one item per query, frames resampled (not L2-normalised), kept words with GloVe vectors.
+
+Reuses the annotation adapters (``load_annotations``) and ``HDF5FeatureReader``. The moments are
+carried in the batch for evaluation only; the model never reads them (CNM is weakly supervised).
+"""
+import logging
+import os
+from dataclasses import dataclass, fields
+
+import numpy as np
+import torch
+
+from ..config.paths_catalog import get_dataset_paths
+from .annotations import FEATURE_KEYS, load_annotations
+from .cnm_text import CNMVocabulary, load_glove_text
+from .features import HDF5FeatureReader, resample_clips
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class CNMBatch:
+    frames_feat: torch.Tensor  # B x P x D float32 (P = MODEL.CNM.NUM_FRAMES)
+    frames_len: torch.Tensor   # B long
+    words_id: torch.Tensor     # B x L kept-word ids (0 = padding), L = longest query of the batch
+    words_feat: torch.Tensor   # B x (L + 1) x 300: position 0 = start placeholder (replaced by start_vec)
+    words_len: torch.Tensor    # B long
+    weights: torch.Tensor      # B x L masking probabilities (softmax of the 1/2 weights over the query)
+    durations: torch.Tensor    # B float64 seconds (evaluation)
+    moments: torch.Tensor      # B x 2 float32 seconds (evaluation ONLY: never read by the model)
+    indices: torch.Tensor      # B query indices in the dataset
+
+    def to(self, device, non_blocking=False):
+        return CNMBatch(**{f.name: getattr(self, f.name).to(device, non_blocking=non_blocking) for f in fields(self)})
+
+    def pin_memory(self):
+        return CNMBatch(**{f.name: getattr(self, f.name).pin_memory() for f in fields(self)})
+
+    @property
+    def query_indices(self):
+        return self.indices
+
+    def __len__(self):
+        return self.frames_feat.shape[0]
+
+
+class CNMDataset(torch.utils.data.Dataset):
+    """Queries of an annotation file; item = one (video, sentence) pair.
+
+    ``is_training``: queries with no kept word are left out (the release cannot mask a word in
+    them and would fail); at test time they stay, with the start token alone.
+    """
+
+    def __init__(self, ann_file, feat_file, fmt, vocab, num_frames=200, max_num_words=20, feat_key="default",
+                 feat_dim=None, is_training=False, check_features=True):
+        self.ann_file, self.feat_file, self.format = ann_file, feat_file, fmt
+        self.vocab = vocab
+        self.num_frames = num_frames
+        self.max_num_words = max_num_words
+        videos, self.stats = load_annotations(ann_file, fmt)
+        vids, durations, moments, sentences, word_ids, word_weights = [], [], [], [], [], []
+        self.num_without_words = 0
+        for v in videos:
+            for moment, sentence in zip(v.moments, v.sentences):
+                ids, weights = vocab.encode(sentence, max_num_words)
+                if not ids:
+                    self.num_without_words += 1
+                    if is_training:
+                        continue
+                vids.append(v.vid)
+                durations.append(v.duration)
+                moments.append(moment)
+                sentences.append(sentence)
+                word_ids.append(np.asarray(ids, dtype=np.int64))
+                word_weights.append(np.asarray(weights, dtype=np.float32))
+        if self.num_without_words:
+            logger.warning("%s: %d queries have no word of the vocabulary%s", ann_file, self.num_without_words,
+                           " (left out of training)" if is_training else "")
+        if not vids:
+            raise ValueError(f"{ann_file}: no query left")
+        self.vids, self.sentences = vids, sentences
+        self.durations = np.asarray(durations, dtype=np.float64)
+        self.moments = torch.tensor(moments, dtype=torch.float32)
+        self.word_ids, self.word_weights = word_ids, word_weights
+        key = FEATURE_KEYS[fmt] if feat_key == "default" else (feat_key or None)
+        self.features = HDF5FeatureReader(feat_file, key=key, feat_dim=feat_dim)
+        if check_features:
+            self.features.check_videos(sorted(set(vids)))
+            self.features.close()
+
+    def __len__(self):
+        return len(self.vids)
+
+    @property
+    def num_queries(self):
+        return len(self.vids)
+
+    def collator(self):
+        return CNMCollator()
+
+    def query_durations(self):
+        return torch.from_numpy(self.durations)
+
+    def query_video_ids(self):
+        return list(self.vids)
+
+    def __getitem__(self, idx):
+        ids = self.word_ids[idx]
+        vectors = self.vocab.vectors[ids] if len(ids) else np.zeros((0, self.vocab.dim), np.float32)
+        # position 0: the release puts a copy of the first word's vector there (overwritten by start_vec)
+        placeholder = vectors[:1] if len(ids) else np.zeros((1, self.vocab.dim), np.float32)
+        return {
+            "frames_feat": resample_clips(self.features.read(self.vids[idx]), self.num_frames),
+            "words_id": torch.from_numpy(ids),
+            "words_feat": torch.from_numpy(np.concatenate([placeholder, vectors], axis=0)),
+            "weights": torch.from_numpy(self.word_weights[idx]),
+            "duration": float(self.durations[idx]),
+            "moment": self.moments[idx],
+            "idx": idx,
+        }
+
+
+class CNMCollator:
+    """Pads a list of items into a CNMBatch; masking weights become softmax probabilities per query."""
+
+    def __call__(self, items):
+        bsz = len(items)
+        words_len = torch.tensor([len(it["words_id"]) for it in items], dtype=torch.long)
+        width = max(int(words_len.max()), 1)
+        dim = items[0]["words_feat"].shape[1]
+        words_id = torch.zeros(bsz, width, dtype=torch.long)
+        words_feat = torch.zeros(bsz, width + 1, dim, dtype=torch.float32)
+        weights = torch.zeros(bsz, width, dtype=torch.float32)
+        for i, it in enumerate(items):
+            n = len(it["words_id"])
+            words_id[i, :n] = it["words_id"]
+            words_feat[i, :n + 1] = it["words_feat"]
+            if n:
+                w = np.exp(it["weights"].numpy().astype(np.float64))  # float64 as the release's numpy
+                weights[i, :n] = torch.from_numpy((w / np.sum(w)).astype(np.float32))
+        frames = torch.stack([it["frames_feat"] for it in items]).float()
+        return CNMBatch(
+            frames_feat=frames,
+            frames_len=torch.full((bsz,), frames.shape[1], dtype=torch.long),
+            words_id=words_id, words_feat=words_feat, words_len=words_len, weights=weights,
+            durations=torch.tensor([it["duration"] for it in items], dtype=torch.float64),
+            moments=torch.stack([it["moment"] for it in items]),
+            indices=torch.tensor([it["idx"] for it in items], dtype=torch.long),
+        )
+
+
+# ---------------------------------------------------------------------------- builders from a config
+def _under_root(cfg, path):
+    return path if os.path.isabs(path) else os.path.join(cfg.DATASETS.ROOT, path)
+
+
+def build_cnm_vocabulary(cfg):
+    """MODEL.CNM.GLOVE: an .npz (words, vectors, counts: the release's vocabulary) or a GloVe text file
+    (then the vocabulary is counted on the DATASETS.TRAIN splits)."""
+    c = cfg.MODEL.CNM
+    if not c.GLOVE:
+        raise ValueError("MODEL.CNM.GLOVE is empty: give the .npz vocabulary or a GloVe text file")
+    path = _under_root(cfg, c.GLOVE)
+    if path.endswith(".npz"):
+        vocab = CNMVocabulary.from_npz(path, c.VOCAB_SIZE)
+    else:
+        sentences = []
+        for split in cfg.DATASETS.TRAIN:
+            paths = get_dataset_paths(split, cfg.DATASETS.ROOT)
+            videos, _ = load_annotations(paths["ann_file"], paths["format"])
+            sentences.extend(s for v in videos for s in v.sentences)
+        from .cnm_text import tokenize
+        wanted = {t for s in sentences for t in tokenize(s)}
+        vocab = CNMVocabulary.from_sentences(sentences, load_glove_text(path, wanted, c.WORD_DIM), c.VOCAB_SIZE)
+    if vocab.dim != c.WORD_DIM:
+        raise ValueError(f"{path}: vectors of size {vocab.dim}, MODEL.CNM.WORD_DIM is {c.WORD_DIM}")
+    return vocab
+
+
+_VOCAB_CACHE = {}
+
+
+def cached_cnm_vocabulary(cfg):
+    """``build_cnm_vocabulary``, built once per (root, GloVe, size, train splits) in this process."""
+    c = cfg.MODEL.CNM
+    key = (cfg.DATASETS.ROOT, c.GLOVE, c.VOCAB_SIZE, c.WORD_DIM, tuple(cfg.DATASETS.TRAIN))
+    if key not in _VOCAB_CACHE:
+        _VOCAB_CACHE[key] = build_cnm_vocabulary(cfg)
+    return _VOCAB_CACHE[key]
+
+
+def build_cnm_dataset(cfg, split_name, vocab, is_training=False):
+    c = cfg.MODEL.CNM
+    paths = get_dataset_paths(split_name, cfg.DATASETS.ROOT)
+    feat_file = _under_root(cfg, c.FEATURE_FILE) if c.FEATURE_FILE else paths["feat_file"]
+    return CNMDataset(paths["ann_file"], feat_file, paths["format"], vocab, num_frames=c.NUM_FRAMES,
+                      max_num_words=c.MAX_NUM_WORDS, feat_key=c.FEATURE_KEY, feat_dim=c.FRAME_DIM,
+                      is_training=is_training)
+
+
+def make_cnm_data_loader(cfg, dataset, is_train):
+    """``make_data_loader`` over queries (SOLVER.BATCH_SIZE / TEST.BATCH_SIZE queries, global)."""
+    from .build import make_data_loader
+
+    return make_data_loader(cfg, dataset, is_train, collate_fn=CNMCollator())

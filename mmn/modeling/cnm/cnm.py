@@ -1,0 +1,243 @@
+"""CNM: Weakly Supervised Video Moment Localization with Contrastive Negative Sample Mining (AAAI 2022).
+
+One network, as the release: a shared ``DualTransformer`` serves both the mask generator and the
+mask-conditioned reconstructor; ``fc_mask_gen`` (hidden -> 2) predicts the Gaussian centre and
+width, ``fc_rec`` (hidden -> vocabulary) predicts the next word. Parameter names are those of the
+release, so its state_dict loads with ``load_state_dict``.
+
+Interface for the engine (see docs/CNM.md):
+
+- ``model.train_step(batch, optimizers)``: one CNM iteration (L_rec update of the reconstructor,
+  then L_IVC update of the generator, then both schedules), returns a dict of floats. Build the
+  optimisers with ``model.build_optimizers(cfg)``. This is THE way to train CNM.
+- ``model(batch)`` in train mode: the losses of one forward without any update
+  (``loss`` = L_rec + L_IVC, only for logging: back-propagating it is the paper's "jointly" ablation).
+- ``model(batch)`` in eval mode: ``moments`` Q x 1 x 2 normalised (s, e), ``scores`` Q x 1 (ones: CNM
+  predicts one moment per query, no NMS), ``center``, ``width``.
+
+Timestamps are never read: only ``frames_feat``, ``frames_len``, ``words_feat``, ``words_len``,
+``words_id`` and ``weights`` of the batch (see mmn/data/cnm_dataset.py).
+"""
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..registry import register_model
+from .gauss import easy_negative_mask, gaussian_mask, moments_from_gaussian
+from .loss import ivc_loss, rec_loss, reconstruction_nll
+from .optim import CNMOptimizers
+from .transformer import DualTransformer, sinusoidal_embedding
+
+GENERATOR_KEY = "mask_gen"  # parameters whose name contains this form the generator's group (release rule)
+NET_INPUTS = ("frames_feat", "frames_len", "words_feat", "words_len", "words_id", "weights")
+
+
+def _field(batch, name):
+    return batch[name] if isinstance(batch, dict) else getattr(batch, name)
+
+
+def lengths_to_valid(lengths, size):
+    """B x size bool, True on the first ``lengths[b]`` positions."""
+    return torch.arange(size, device=lengths.device)[None, :] < lengths[:, None]
+
+
+def sample_masked_words(words_len, weights, size, num_masked_divisor=3, generator=None):
+    """Word positions to replace by the mask token: B x size bool.
+
+    Per query with l words (positions 1..l; position 0 is the start token): max(l // 3, 1) positions
+    drawn without replacement with probabilities ``weights[:, :l]`` (as ``np.random.choice(..., p=p,
+    replace=False)`` of the release), here by the equivalent Gumbel-top-k draw, vectorised.
+    """
+    if (words_len < 1).any():
+        raise ValueError("CNM training needs at least one word per query (a query has words_len 0)")
+    bsz, num_words = weights.shape
+    valid = lengths_to_valid(words_len, num_words)
+    u = torch.rand(weights.shape, generator=generator, device=weights.device)
+    gumbel = -torch.log(-torch.log(u.clamp(min=1e-20, max=1 - 1e-7)))
+    keys = torch.log(weights.clamp(min=1e-30)) + gumbel
+    keys = keys.masked_fill(~valid, float("-inf"))
+    rank = keys.argsort(dim=1, descending=True).argsort(dim=1)
+    k = torch.clamp(words_len // num_masked_divisor, min=1)
+    chosen = (rank < k[:, None]) & valid
+    masked = torch.zeros(bsz, size, dtype=torch.bool, device=weights.device)
+    masked[:, 1:num_words + 1] = chosen
+    return masked
+
+
+@register_model("CNM")
+class CNM(nn.Module):
+    def __init__(self, cfg):
+        super().__init__()
+        c = cfg.MODEL.CNM
+        hidden = c.HIDDEN_SIZE
+        self.dropout = c.DROPOUT
+        self.alpha = c.ALPHA
+        self.max_width = c.MAX_WIDTH
+        self.min_width = c.MIN_WIDTH
+        self.proposal_stride = c.PROPOSAL_STRIDE
+        self.num_masked_divisor = c.MASK_DIVISOR
+        self.use_negative = c.USE_NEGATIVE
+        self.label_smoothing = c.LOSS.LABEL_SMOOTHING
+        self.beta1, self.beta2 = c.LOSS.BETA1, c.LOSS.BETA2
+        self.vocab_size = c.VOCAB_SIZE + 1  # kept words + id 0 (padding, predicted after the last word)
+        self.hidden_size = hidden
+        # creation order = the release's, so that the same seed gives the same initial weights
+        self.frame_fc = nn.Linear(c.FRAME_DIM, hidden)
+        self.word_fc = nn.Linear(c.WORD_DIM, hidden)
+        self.mask_vec = nn.Parameter(torch.zeros(c.WORD_DIM))
+        self.start_vec = nn.Parameter(torch.zeros(c.WORD_DIM))
+        self.trans = DualTransformer(hidden, c.NUM_HEADS, c.NUM_LAYERS_1, c.NUM_LAYERS_2, c.TRANSFORMER_DROPOUT)
+        self.fc_rec = nn.Linear(hidden, self.vocab_size)
+        self.fc_mask_gen = nn.Linear(hidden, 2)
+
+    # ------------------------------------------------------------------ parameter groups
+    def parameter_groups(self):
+        """{"reconstructor": [...], "generator": [...]}: the generator is ``fc_mask_gen`` alone (release)."""
+        groups = {"reconstructor": [], "generator": []}
+        for name, p in self.named_parameters():
+            groups["generator" if GENERATOR_KEY in name else "reconstructor"].append(p)
+        return groups
+
+    def _set_trainable(self, reconstructor, generator):
+        for name, p in self.named_parameters():
+            p.requires_grad_(generator if GENERATOR_KEY in name else reconstructor)
+
+    def build_optimizers(self, cfg):
+        s = cfg.MODEL.CNM.SOLVER
+        groups = self.parameter_groups()
+        return CNMOptimizers(groups["reconstructor"], groups["generator"], lr=s.LR, warmup_updates=s.WARMUP_UPDATES,
+                             warmup_init_lr=s.WARMUP_INIT_LR, betas=tuple(s.BETAS), eps=s.EPS,
+                             weight_decay=s.WEIGHT_DECAY, max_grad_norm=s.MAX_GRAD_NORM)
+
+    def set_epoch(self, epoch):
+        """Nothing depends on the epoch in CNM (kept for the engine's common interface)."""
+
+    # ------------------------------------------------------------------ network
+    def generate(self, batch):
+        """Mask generator: encoded frames/words and the Gaussian (center, width), each B."""
+        frames_feat = _field(batch, "frames_feat")
+        frames_len = _field(batch, "frames_len")
+        words_feat = _field(batch, "words_feat")
+        words_len = _field(batch, "words_len")
+        bsz, n_frames, _ = frames_feat.shape
+        frames = self.frame_fc(F.dropout(frames_feat, self.dropout, self.training))
+        frames_valid = lengths_to_valid(frames_len, n_frames)
+
+        # the release overwrites position 0 (a copy of the first word's vector) with start_vec, in place
+        words = torch.cat([self.start_vec.to(words_feat.dtype).expand(bsz, 1, -1), words_feat[:, 1:]], dim=1)
+        words_pos = sinusoidal_embedding(words.shape[1], self.hidden_size).to(words.device, words.dtype)
+        words = self.word_fc(F.dropout(words, self.dropout, self.training))
+        words_valid = lengths_to_valid(words_len + 1, words.shape[1])
+
+        h = self.trans.generate(frames, frames_valid, words + words_pos, words_valid)
+        gauss = torch.sigmoid(self.fc_mask_gen(h[:, -1])).view(bsz, 2)  # the LAST position, as the release
+        center, width = gauss[:, 0], gauss[:, 1] * self.max_width
+        return {"frames": frames, "frames_valid": frames_valid, "words": words, "words_pos": words_pos,
+                "words_valid": words_valid, "center": center, "width": width}
+
+    def forward_outputs(self, batch, masked_words=None, easy_negative=True, generator=None):
+        """Training-mode forward of the release: Gaussian mask, masked query, word logits of the
+        positive (m_p), hard negative (whole video) and easy negative (1 - m_p) reconstructions."""
+        g = self.generate(batch)
+        frames, frames_valid = g["frames"], g["frames_valid"]
+        n_frames = frames.shape[1]
+        num_props = n_frames // self.proposal_stride  # downsampled for efficiency, as the release
+        keep_idx = torch.linspace(0, n_frames - 1, steps=num_props).long().to(frames.device)
+        props, props_valid = frames[:, keep_idx], frames_valid[:, keep_idx]
+        gauss_weight = gaussian_mask(g["center"], g["width"], num_props, self.alpha, self.min_width)
+
+        words, words_valid = g["words"], g["words_valid"]
+        words_len, weights = _field(batch, "words_len"), _field(batch, "weights")
+        if masked_words is None:
+            masked_words = sample_masked_words(words_len, weights, words.shape[1], self.num_masked_divisor, generator)
+        masked_words = masked_words.to(words.device).bool()
+        token = self.word_fc(self.mask_vec.to(words.dtype))
+        words1 = torch.where(masked_words[..., None], token, words) + g["words_pos"]
+        words1, valid1 = words1[:, :-1], words_valid[:, :-1]  # position i predicts word i + 1
+
+        out = {"center": g["center"], "width": g["width"], "gauss_weight": gauss_weight,
+               "masked_words": masked_words, "words_mask": valid1, "words_id": _field(batch, "words_id")}
+        h, _ = self.trans.reconstruct(props, props_valid, words1, valid1, gauss_weight)
+        out["words_logit"] = self.fc_rec(h)
+        if self.use_negative:
+            h, _ = self.trans.reconstruct(props, props_valid, words1, valid1, None)
+            out["hard_neg_words_logit"] = self.fc_rec(h)
+            if easy_negative:
+                h, _ = self.trans.reconstruct(props, props_valid, words1, valid1, easy_negative_mask(gauss_weight))
+                out["easy_neg_words_logit"] = self.fc_rec(h)
+        return out
+
+    # ------------------------------------------------------------------ losses
+    def _ce(self, out, key):
+        return reconstruction_nll(out[key], out["words_id"], out["words_mask"], self.label_smoothing)
+
+    def reconstruction_loss(self, out):
+        """L_rec (eq. 12) from ``forward_outputs``; without negatives, mean CE_p alone (release)."""
+        ce_pos = self._ce(out, "words_logit")
+        if "hard_neg_words_logit" not in out:
+            return ce_pos.mean()
+        return rec_loss(ce_pos, self._ce(out, "hard_neg_words_logit"))
+
+    def contrastive_loss(self, out):
+        """(L_IVC, hard part, easy part) (eq. 13) from ``forward_outputs``."""
+        if not self.use_negative:
+            raise RuntimeError("L_IVC needs MODEL.CNM.USE_NEGATIVE")
+        return ivc_loss(self._ce(out, "words_logit"), self._ce(out, "hard_neg_words_logit"),
+                        self._ce(out, "easy_neg_words_logit"), self.beta1, self.beta2)
+
+    # ------------------------------------------------------------------ engine entry points
+    def forward(self, batch, epoch=1):
+        if not self.training:
+            g = self.generate(batch)
+            moments = moments_from_gaussian(g["center"], g["width"]).unsqueeze(1)
+            return {"moments": moments, "scores": torch.ones_like(moments[..., 0]),
+                    "center": g["center"], "width": g["width"]}
+        out = self.forward_outputs(batch)
+        loss_rec = self.reconstruction_loss(out)
+        result = {"loss_rec": loss_rec}
+        if self.use_negative:
+            loss_ivc, hard, easy = self.contrastive_loss(out)
+            result.update(loss_ivc=loss_ivc, loss_ivc_hard=hard, loss_ivc_easy=easy)
+            result["loss"] = loss_rec + loss_ivc
+        else:
+            result["loss"] = loss_rec
+        return result
+
+    def train_step(self, batch, optimizers, masked_words=(None, None)):
+        """One CNM iteration, exactly as the release's loop:
+
+        1. freeze ``fc_mask_gen``; forward; L_rec; backward; clip the norm of ALL gradients to
+           ``max_grad_norm`` (stale gradients of the frozen group included, as the release); step the
+           reconstructor's Adam (every parameter but ``fc_mask_gen``);
+        2. freeze everything but ``fc_mask_gen``; forward again (new word masking); L_IVC; backward;
+           clip; step the generator's Adam;
+        3. step both learning-rate schedules.
+        ``masked_words``: optional pair of B x (L+1) bool masks for the two forwards (tests).
+        Returns floats: loss (L_rec + L_IVC), loss_rec, loss_ivc, loss_ivc_hard, loss_ivc_easy, lr.
+        """
+        if not self.use_negative:
+            raise RuntimeError("train_step needs MODEL.CNM.USE_NEGATIVE (L_IVC trains the generator)")
+        self.train()
+        params = list(self.parameters())
+        try:
+            self._set_trainable(reconstructor=True, generator=False)
+            optimizers.rec.zero_grad(set_to_none=True)
+            out = self.forward_outputs(batch, masked_words=masked_words[0], easy_negative=False)
+            loss_rec = self.reconstruction_loss(out)
+            loss_rec.backward()
+            torch.nn.utils.clip_grad_norm_(params, optimizers.max_grad_norm)
+            optimizers.rec.step()
+
+            self._set_trainable(reconstructor=False, generator=True)
+            optimizers.gen.zero_grad(set_to_none=True)
+            out = self.forward_outputs(batch, masked_words=masked_words[1])
+            loss_ivc, hard, easy = self.contrastive_loss(out)
+            loss_ivc.backward()
+            torch.nn.utils.clip_grad_norm_(params, optimizers.max_grad_norm)
+            optimizers.gen.step()
+        finally:
+            self._set_trainable(reconstructor=True, generator=True)
+        optimizers.step_update()
+        loss_rec, loss_ivc = loss_rec.item(), loss_ivc.item()
+        return {"loss": loss_rec + loss_ivc, "loss_rec": loss_rec, "loss_ivc": loss_ivc,
+                "loss_ivc_hard": hard.item(), "loss_ivc_easy": easy.item(), "lr": optimizers.lr}

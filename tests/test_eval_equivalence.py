@@ -1,0 +1,220 @@
+"""The batched evaluation returns exactly what the official per-query algorithm returns.
+
+``mmn.evaluation.top_moments`` / ``evaluate_predictions`` replace the official Python NMS loop by k
+vectorised rounds over all queries. Here the official algorithm is written plainly (per query: the
+non-zero cells as moments in seconds, sorted by score descending, greedy NMS suppressing IoU > thresh,
+R@n,IoU@m = a hit among the first n kept) and both are run on the same random score maps: several map
+sizes, NMS thresholds 0.4 / 0.5, maps with many zero cells, tied scores, and queries where fewer than
+5 moments survive NMS or none at all (the official code crashes on those; a missing moment is a miss).
+"""
+import math
+
+import pytest
+import torch
+
+from mmn.evaluation import IOU_THRESHOLDS, evaluate_predictions, fuse_scores, recall_table, top_moments
+
+
+# ------------------------------------------------------------------------------------------------
+# the official algorithm, written plainly
+# ------------------------------------------------------------------------------------------------
+def plain_iou(candidates, gt):
+    """IoU of candidates (K x 2, float32) with one segment (2,), float32 arithmetic as officially."""
+    inter = torch.minimum(candidates[:, 1], gt[1]) - torch.maximum(candidates[:, 0], gt[0])
+    union = torch.maximum(candidates[:, 1], gt[1]) - torch.minimum(candidates[:, 0], gt[0])
+    return inter.clamp(min=0) / union
+
+
+def plain_top_moments(score2d, duration, nms_thresh, k=5):
+    """First k moments (and their scores) kept by greedy NMS of one N x N map.
+
+    Candidates are the non-zero cells (i, j) as [i * d / N, (j + 1) * d / N] seconds (long cells times a
+    Python float, float32 result, as officially); sorted by score, descending, ties in row-major cell
+    order; walking the list, a moment is kept unless an earlier kept one overlaps it by IoU > thresh.
+    The walk stops after k kept moments (later ones cannot change the first k).
+    """
+    n = score2d.shape[-1]
+    cells = score2d.nonzero()
+    scores = score2d[cells[:, 0], cells[:, 1]]
+    cells[:, 1] += 1
+    moments = cells * duration / n
+    values = scores.tolist()
+    order = sorted(range(len(values)), key=lambda t: -values[t])  # Python's sort is stable
+    moments, scores = moments[order], scores[order]
+    suppressed = torch.zeros(len(order), dtype=torch.bool)
+    kept = []
+    for i in range(len(order)):
+        if suppressed[i]:
+            continue
+        kept.append(i)
+        if len(kept) == k:
+            break
+        suppressed[i + 1:] |= plain_iou(moments[i + 1:], moments[i]) > nms_thresh
+    return moments[kept], scores[kept]
+
+
+def plain_recall(kept_moments, gt_moments, iou_thresholds, recalls=(1, 5)):
+    """Hit counts per (n, threshold) and the mean IoU of the top-1 moment (0 where none survived)."""
+    counts = {(n, thr): 0 for n in recalls for thr in iou_thresholds}
+    top1 = []
+    for moments, gt in zip(kept_moments, gt_moments):
+        ious = plain_iou(moments, gt) if len(moments) else torch.zeros(0)
+        for n in recalls:
+            for thr in iou_thresholds:
+                counts[(n, thr)] += int(bool((ious[:n] >= thr).any()))
+        top1.append(ious[0].item() if len(ious) else 0.0)
+    return counts, sum(top1) / len(top1)
+
+
+# ------------------------------------------------------------------------------------------------
+# random score maps
+# ------------------------------------------------------------------------------------------------
+def upper_mask(n):
+    return torch.ones(n, n).triu().bool()
+
+
+def random_case(n, q, kind, gen):
+    """(fused score maps Q x N x N, durations Q, gt moments Q x 2) of one kind of random case."""
+    durations = (torch.rand(q, generator=gen, dtype=torch.float64) * 150 + 5).tolist()
+    mask = upper_mask(n)
+    if kind == "dense":
+        scores = torch.rand(q, n, n, generator=gen) * mask
+    elif kind == "sparse":  # many zero cells, a random subset of the upper triangle per query
+        scores = torch.rand(q, n, n, generator=gen) * mask * (torch.rand(q, n, n, generator=gen) < 0.2)
+    elif kind == "ties":  # few distinct values: many exact ties in score order
+        scores = torch.randint(1, 4, (q, n, n), generator=gen).float() / 4 * mask
+    elif kind == "few":  # at most 4 candidates, often overlapping: fewer than 5 survive NMS
+        scores = torch.zeros(q, n, n)
+        for row in range(q):
+            count = int(torch.randint(0, 5, (1,), generator=gen))  # 0 .. 4 candidates, 0 = none at all
+            i = torch.randint(0, n, (count,), generator=gen)
+            j = torch.maximum(i, torch.randint(0, n, (count,), generator=gen))
+            scores[row, i, j] = torch.rand(count, generator=gen) + 0.1
+    elif kind == "nested":  # long moments (IoU > 0.5 with each other) and a few short ones: NMS keeps few
+        i, j = torch.meshgrid(torch.arange(n), torch.arange(n), indexing="ij")
+        long = (j + 1 - i) >= 0.8 * n
+        scores = torch.rand(q, n, n, generator=gen) * mask * (long | (torch.rand(q, n, n, generator=gen) < 0.02))
+    else:
+        raise ValueError(kind)
+    starts = torch.rand(q, generator=gen, dtype=torch.float64)
+    ends = starts + torch.rand(q, generator=gen, dtype=torch.float64) * (1 - starts)
+    d = torch.tensor(durations, dtype=torch.float64)
+    gt = torch.stack([starts * d, ends * d], dim=1).float()
+    return scores, durations, gt
+
+
+CASES = [(n, kind) for n in (5, 16, 33) for kind in ("dense", "sparse", "ties", "few", "nested")] + [
+    (64, "sparse"), (64, "ties"), (64, "few")]
+
+
+@pytest.mark.parametrize("nms_thresh", [0.4, 0.5])
+@pytest.mark.parametrize("n,kind", CASES)
+def test_top_moments_match_plain_official(n, kind, nms_thresh):
+    gen = torch.Generator().manual_seed(1000 * n + len(kind) + int(nms_thresh * 10))
+    q = 40 if n < 64 else 12
+    scores, durations, gt = random_case(n, q, kind, gen)
+    top, top_scores = top_moments(scores, torch.tensor(durations, dtype=torch.float64), nms_thresh, k=5,
+                                  chunk=7)  # small chunks: the chunked path is exercised too
+    assert top.shape == (q, 5, 2) and top_scores.shape == (q, 5)
+    # the shortest candidate prefix: most queries need the retries with 4x more candidates
+    short_top, short_scores = top_moments(scores, torch.tensor(durations, dtype=torch.float64), nms_thresh, k=5,
+                                          prefix=5)
+    assert torch.equal(short_top.nan_to_num(-1), top.nan_to_num(-1)) and torch.equal(short_scores, top_scores)
+    saw_short = False
+    for row in range(q):
+        ref_moments, ref_scores = plain_top_moments(scores[row], durations[row], nms_thresh)
+        m = len(ref_moments)
+        saw_short |= m < 5
+        assert torch.equal(top[row, :m], ref_moments), (row, top[row], ref_moments)
+        assert torch.equal(top_scores[row, :m], ref_scores)
+        assert torch.isnan(top[row, m:]).all() and torch.isneginf(top_scores[row, m:]).all()
+    if kind in ("few", "nested"):
+        assert saw_short  # the case really has queries with fewer than 5 survivors
+
+
+@pytest.mark.parametrize("dataset", sorted(IOU_THRESHOLDS))
+@pytest.mark.parametrize("kind", ["dense", "sparse", "ties", "few"])
+def test_recalls_match_plain_official(dataset, kind):
+    gen = torch.Generator().manual_seed(hash((dataset, kind)) % 2 ** 31)
+    n, q = 16, 60
+    scores, durations, gt = random_case(n, q, kind, gen)
+    # make some ground truths coincide with a candidate, so that IoU thresholds are met exactly
+    gt[::3, 0] = torch.tensor([durations[r] * 2 / n for r in range(0, q, 3)]).float()
+    gt[::3, 1] = torch.tensor([durations[r] * 6 / n for r in range(0, q, 3)]).float()
+    thresholds = IOU_THRESHOLDS[dataset]
+    top, _ = top_moments(scores, torch.tensor(durations, dtype=torch.float64), 0.5, k=5)
+    metrics = recall_table(top, gt, thresholds)
+    kept = [plain_top_moments(scores[r], durations[r], 0.5)[0] for r in range(q)]
+    counts, miou = plain_recall(kept, gt, thresholds)
+    for (r, thr), count in counts.items():
+        value = metrics[f"R@{r},IoU@{thr:.1f}"]
+        assert round(value * q) == count and math.isclose(value, count / q, rel_tol=0, abs_tol=1e-6)
+    assert math.isclose(metrics["mIoU"], miou, rel_tol=0, abs_tol=1e-6)
+
+
+@pytest.mark.parametrize("n,nms_thresh,pow_", [(16, 0.5, 0.5), (24, 0.4, 0.3)])
+def test_evaluate_predictions_fuses_like_the_official(n, nms_thresh, pow_):
+    """Fusion + NMS + recall from the two raw score maps, with mask2d-shaped zeros, as the official evaluate()."""
+    gen = torch.Generator().manual_seed(7 + n)
+    q = 50
+    mask = upper_mask(n) & (torch.rand(n, n, generator=gen) < 0.6)  # a sparse valid-cell mask
+    mask[range(n), range(n)] = True
+    contrastive = (torch.rand(q, n, n, generator=gen) * 2 - 1) * mask
+    iou = torch.rand(q, n, n, generator=gen) * mask
+    iou[: q // 5] = (iou[: q // 5] * 4).round() / 4  # ties and extra zero cells in some queries
+    durations = (torch.rand(q, generator=gen, dtype=torch.float64) * 100 + 10)
+    gt = torch.stack([durations * 0.1, durations * 0.6], dim=1).float()
+    metrics, top, scores = evaluate_predictions(contrastive, iou, durations, gt, "tacos", nms_thresh, pow_)
+    fused = torch.pow(contrastive * 0.5 + 0.5, pow_) * iou  # the official fusion, written out
+    assert torch.equal(fuse_scores(contrastive, iou, pow_), fused)
+    kept = []
+    for row in range(q):
+        ref_moments, ref_scores = plain_top_moments(fused[row], durations[row].item(), nms_thresh)
+        m = len(ref_moments)
+        assert torch.equal(top[row, :m], ref_moments) and torch.equal(scores[row, :m], ref_scores)
+        assert torch.isnan(top[row, m:]).all()
+        kept.append(ref_moments)
+    counts, miou = plain_recall(kept, gt, IOU_THRESHOLDS["tacos"])
+    for (r, thr), count in counts.items():
+        assert round(metrics[f"R@{r},IoU@{thr:.1f}"] * q) == count
+    assert math.isclose(metrics["mIoU"], miou, rel_tol=0, abs_tol=1e-6)
+
+
+# ------------------------------------------------------------------------------------------------
+# the data-side rewrites made for the benchmark targets return the same values
+# ------------------------------------------------------------------------------------------------
+def plain_avgfeats(feats, num_segments):
+    """The official ``avgfeats``: a Python loop, mean of rows [idx[i], idx[i+1]) or row idx[i] alone."""
+    n = feats.size(0)
+    idxs = (torch.arange(0, num_segments + 1, 1.0) / num_segments * n).round().long().clamp(max=n - 1)
+    rows = []
+    for i in range(num_segments):
+        s, e = idxs[i], idxs[i + 1]
+        rows.append(feats[s:e].mean(dim=0) if s < e else feats[s])
+    return torch.stack(rows)
+
+
+@pytest.mark.parametrize("num_segments", [8, 32, 256])
+def test_resample_clips_is_the_official_avgfeats_bit_for_bit(num_segments):
+    from mmn.data.features import resample_clips
+
+    gen = torch.Generator().manual_seed(num_segments)
+    for n in (1, 2, 5, 31, 32, 33, 120, 255, 257, 411, 1900):  # fewer clips than segments: empty bins
+        feats = torch.nn.functional.normalize(torch.randn(n, 48, generator=gen), dim=1)
+        assert torch.equal(resample_clips(feats, num_segments), plain_avgfeats(feats, num_segments)), n
+
+
+@pytest.mark.parametrize("n", [8, 16, 64, 128])
+def test_collate_iou2d_targets_match_iou2d_from_moments(n):
+    from mmn.data.collate import iou2d_targets
+    from mmn.structures import iou2d_from_moments
+
+    gen = torch.Generator().manual_seed(n)
+    s = 200 if n < 128 else 40
+    d = torch.rand(s, generator=gen, dtype=torch.float64) * 300 + 1
+    start = torch.rand(s, generator=gen, dtype=torch.float64) * d
+    moments = torch.stack([start, start + torch.rand(s, generator=gen, dtype=torch.float64) * (d - start)], 1).float()
+    moments[::4, 0] = 0  # bounds on the grid and the video's ends
+    moments[::5, 1] = d[::5].float()
+    moments[::7] = (torch.tensor([2.0, 5.0]) * d[::7, None] / n).float()
+    assert torch.equal(iou2d_targets(moments, d, n), iou2d_from_moments(moments, d, n))
