@@ -8,7 +8,7 @@ Everything is vectorised over queries; the only Python loops are over the k rank
 """
 import torch
 
-from ..evaluation import IOU_THRESHOLDS, recall_table
+from ..evaluation import IOU_THRESHOLDS, metric_spec, recall_table
 from ..modeling.mmn.feat2d import sparse_moment_cells
 from ..structures import segment_iou
 
@@ -92,34 +92,41 @@ def prior_moments(train_moments, train_durations, test_durations, num_clips, poo
 
 
 def baseline_tables(train_moments, train_durations, test_moments, test_durations, num_clips, pooling_counts,
-                    dataset_name="charades", seed=0, k=5):
+                    dataset_name="charades", seed=0, k=5, iou_thresholds=None, recalls=None):
     """Recall tables of both baselines on the test split: ``{"random": metrics, "prior": metrics}``.
 
     ``*_moments``: (Q, 2) seconds (float32, per query), ``*_durations``: (Q,) seconds (per query);
-    ``num_clips``/``pooling_counts``: MODEL.MMN.NUM_CLIPS and MODEL.MMN.FEAT2D.POOLING_COUNTS. The prior is
-    fitted at the dataset's first (lowest) IoU threshold, 0.5 for Charades.
+    ``num_clips``/``pooling_counts``: the candidate grid (MODEL.MMN.NUM_CLIPS, FEAT2D.POOLING_COUNTS).
+    Thresholds and recall ranks default to MMN's for ``dataset_name``. The prior is fitted separately
+    at each IoU threshold (the best fixed moments for that threshold: the strongest prior); its mIoU
+    is that of the fit at the lowest threshold.
     """
-    thresholds = IOU_THRESHOLDS[dataset_name]
-    recalls = tuple(r for r in (1, 5) if r <= k)
+    thresholds = tuple(iou_thresholds or IOU_THRESHOLDS[dataset_name])
+    recalls = tuple(r for r in (recalls or (1, 5)) if r <= k)
     rand = random_moments(test_durations, num_clips, pooling_counts, k=k, seed=seed)
-    prior = prior_moments(train_moments, train_durations, test_durations, num_clips, pooling_counts, k=k,
-                          iou_threshold=thresholds[0])
-    return {
-        "random": recall_table(rand, test_moments, thresholds, recalls=recalls),
-        "prior": recall_table(prior, test_moments, thresholds, recalls=recalls),
-    }
+    prior = {}
+    for i, threshold in enumerate(sorted(thresholds)):
+        fixed = prior_moments(train_moments, train_durations, test_durations, num_clips, pooling_counts, k=k,
+                              iou_threshold=threshold)
+        table = recall_table(fixed, test_moments, thresholds, recalls=recalls)
+        prior.update({key: v for key, v in table.items() if key.endswith(f"IoU@{threshold:.1f}")})
+        if i == 0:
+            prior["mIoU"] = table["mIoU"]
+    prior = {key: prior[key] for key in recall_table(fixed, test_moments, thresholds, recalls=recalls)}
+    return {"random": recall_table(rand, test_moments, thresholds, recalls=recalls), "prior": prior}
 
 
 def per_query(dataset):
     """(moments (Q, 2) float32 seconds, durations (Q,) float64 seconds) of a TLGDataset, per query."""
-    durations = torch.from_numpy(dataset.durations)[dataset.query_video_index()]
-    return dataset.moments, durations
+    return dataset.moments, dataset.query_durations()
 
 
-def dataset_baseline_tables(cfg, train_dataset, test_dataset, seed=None):
-    """``baseline_tables`` for two TLGDatasets with the config's grid; seed defaults to cfg.SEED."""
+def dataset_baseline_tables(cfg, train_dataset, test_dataset, seed=None, num_clips=None, pooling_counts=None):
+    """``baseline_tables`` for two datasets with the metrics the config's model reports (thresholds and
+    ranks of ``metric_spec``); the grid defaults to the config's MMN grid; seed to cfg.SEED."""
+    thresholds, recalls = metric_spec(cfg)
     train_moments, train_durations = per_query(train_dataset)
     test_moments, test_durations = per_query(test_dataset)
-    return baseline_tables(train_moments, train_durations, test_moments, test_durations, cfg.MODEL.MMN.NUM_CLIPS,
-                           cfg.MODEL.MMN.FEAT2D.POOLING_COUNTS, dataset_name=cfg.DATASETS.NAME,
-                           seed=cfg.SEED if seed is None else seed)
+    return baseline_tables(train_moments, train_durations, test_moments, test_durations,
+                           num_clips or cfg.MODEL.MMN.NUM_CLIPS, pooling_counts or cfg.MODEL.MMN.FEAT2D.POOLING_COUNTS,
+                           seed=cfg.SEED if seed is None else seed, iou_thresholds=thresholds, recalls=recalls)
