@@ -44,6 +44,8 @@ def main(argv=None):
     parser.add_argument("--model", choices=sorted(DEMO_CONFIGS), default="mmn",
                         help="mmn (fully supervised) or cnm (weakly supervised: timestamps only for evaluation)")
     parser.add_argument("--config-file", default=None, help="default: configs/<model's demo config>")
+    parser.add_argument("--train-videos", type=int, default=600)
+    parser.add_argument("--test-videos", type=int, default=200)
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides: KEY VALUE ...")
     args = parser.parse_args(argv)
 
@@ -59,12 +61,13 @@ def main(argv=None):
     feat_dim = cfg.MODEL.CNM.FRAME_DIM if args.model == "cnm" else cfg.MODEL.MMN.FEATPOOL.INPUT_SIZE
     setup_logger(cfg.OUTPUT_DIR)
     seed_everything(cfg.SEED)
-    write_synthetic_charades(data_dir, feat_dim=feat_dim, seed=cfg.SEED)
+    write_synthetic_charades(data_dir, num_train_videos=args.train_videos, num_test_videos=args.test_videos,
+                             feat_dim=feat_dim, seed=cfg.SEED)
     device = resolve_device(cfg)
 
     launch.train(cfg, device)
     last = os.path.join(cfg.OUTPUT_DIR, f"model_{cfg.SOLVER.MAX_EPOCH}e.pth")
-    metrics = launch.test(cfg, device, last)
+    metrics = launch.test(cfg, device, last, vis=2 if cfg.MODEL.ARCHITECTURE == "MMN" else 0)
     baselines = dataset_baseline_tables(cfg, build_dataset(cfg, cfg.DATASETS.TRAIN[0]),
                                         build_dataset(cfg, cfg.DATASETS.TEST[0]),
                                         num_clips=BASELINE_GRID[0], pooling_counts=BASELINE_GRID[1])
