@@ -1,0 +1,1 @@
+"""Benchmarks of ``mmn`` against the official MMN algorithms; ``python -m benchmarks.run --help``."""
