@@ -106,14 +106,12 @@ class Predictor:
         """
         features, duration, sentences = self._check(features, duration, sentences)
         encoded = self.tokenizer(sentences, padding=True, return_tensors="pt")
-        num_clips = self.cfg.MODEL.MMN.NUM_CLIPS
         count = len(sentences)
         batch = TLGBatch(
             feats=prepare_video_features(features, self.cfg.INPUT.NUM_PRE_CLIPS)[None],
             queries=encoded["input_ids"],
             wordlens=encoded["attention_mask"].sum(dim=1),
             moments=torch.zeros(count, 2),
-            iou2d=torch.zeros(count, num_clips, num_clips),
             num_sentences=torch.tensor([count]),
             durations=torch.tensor([duration], dtype=torch.float64),
             indices=torch.tensor([0]),

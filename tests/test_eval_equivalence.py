@@ -205,9 +205,9 @@ def test_resample_clips_is_the_official_avgfeats_bit_for_bit(num_segments):
 
 
 @pytest.mark.parametrize("n", [8, 16, 64, 128])
-def test_collate_iou2d_targets_match_iou2d_from_moments(n):
-    from mmn.data.collate import iou2d_targets
-    from mmn.structures import iou2d_from_moments
+def test_cell_iou_targets_match_the_official_grid_arithmetic(n):
+    from mmn.modeling.mmn.feat2d import sparse_moment_cells
+    from mmn.structures import cell_iou_targets, moment_grid, segment_iou
 
     gen = torch.Generator().manual_seed(n)
     s = 200 if n < 128 else 40
@@ -217,4 +217,8 @@ def test_collate_iou2d_targets_match_iou2d_from_moments(n):
     moments[::4, 0] = 0  # bounds on the grid and the video's ends
     moments[::5, 1] = d[::5].float()
     moments[::7] = (torch.tensor([2.0, 5.0]) * d[::7, None] / n).float()
-    assert torch.equal(iou2d_targets(moments, d, n), iou2d_from_moments(moments, d, n))
+    # the official moment_to_iou2d: every cell as seconds (moment_grid), then IoU, N x N per sentence
+    official = segment_iou(moment_grid(d, n), moments[:, None, :]).reshape(-1, n, n)
+    mask2d, _ = sparse_moment_cells([n // 2, 2] if n >= 8 else [n - 1], n)
+    rows, cols = mask2d.nonzero(as_tuple=True)
+    assert torch.equal(cell_iou_targets(moments, d, rows, cols, n), official[:, mask2d])

@@ -268,7 +268,8 @@ def test_mutual_matching_loss_matches_official_loop(top_k, seed, sentences):
     args = dict(top_k=top_k, tau_video=0.1, tau_sent=0.2, margin=0.4, negative_video_iou=0.5, sent_removal_iou=0.5)
     map2d = batch["map2d"].clone().requires_grad_()
     sent = batch["sent_feat"].clone().requires_grad_()
-    loss_vid, loss_sent = mutual_matching_loss(map2d, sent, batch["iou2d"], batch["moments"], batch["video_index"],
+    loss_vid, loss_sent = mutual_matching_loss(map2d, sent, batch["iou2d"][:, batch["mask2d"]], batch["moments"],
+                                               batch["video_index"],
                                                batch["mask2d"], **args)
     ref_map2d = batch["map2d"].clone().requires_grad_()
     ref_sent = batch["sent_feat"].clone().requires_grad_()
@@ -288,7 +289,8 @@ def test_mutual_matching_loss_matches_official_loop(top_k, seed, sentences):
 def test_mutual_matching_loss_float32_close_to_official():
     batch = random_batch(5, sentences=(2, 3, 1))
     args = dict(top_k=2, tau_video=0.1, tau_sent=0.1, margin=0.3, negative_video_iou=0.5, sent_removal_iou=0.5)
-    ours = mutual_matching_loss(batch["map2d"].float(), batch["sent_feat"].float(), batch["iou2d"].float(),
+    ours = mutual_matching_loss(batch["map2d"].float(), batch["sent_feat"].float(),
+                                batch["iou2d"][:, batch["mask2d"]].float(),
                                 batch["moments"].float(), batch["video_index"], batch["mask2d"], **args)
     split = batch["sentences"]
     ref = official_contrastive(batch["map2d"], list(torch.split(batch["sent_feat"], split)),
@@ -302,7 +304,8 @@ def test_mutual_matching_loss_float32_close_to_official():
 def test_sentence_removal_changes_the_video_loss():
     """The near-duplicate sentence in random_batch is really removed: without removal the loss differs."""
     batch = random_batch(0, sentences=(4, 2))
-    common = (batch["map2d"], batch["sent_feat"], batch["iou2d"], batch["moments"], batch["video_index"],
+    common = (batch["map2d"], batch["sent_feat"], batch["iou2d"][:, batch["mask2d"]], batch["moments"],
+              batch["video_index"],
               batch["mask2d"])
     args = dict(top_k=1, tau_video=0.1, tau_sent=0.1, margin=0.4, negative_video_iou=0.5)
     with_removal = mutual_matching_loss(*common, sent_removal_iou=0.5, **args)[0]
@@ -315,7 +318,7 @@ def test_scaled_iou_bce_matches_plain_loop(min_iou, max_iou):
     batch = random_batch(7, sentences=(3, 2))
     gen = torch.Generator().manual_seed(11)
     scores = (torch.rand(batch["iou2d"].shape, generator=gen, dtype=torch.float64) * 0.98 + 0.01) * batch["mask2d"]
-    ours = scaled_iou_bce_loss(scores, batch["iou2d"], batch["mask2d"], min_iou, max_iou)
+    ours = scaled_iou_bce_loss(scores, batch["iou2d"][:, batch["mask2d"]], batch["mask2d"], min_iou, max_iou)
     expected = official_bce(scores, batch["iou2d"], batch["mask2d"], min_iou, max_iou)
     assert ours.item() == pytest.approx(expected, rel=1e-9)
 

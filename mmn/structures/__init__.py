@@ -1,4 +1,4 @@
 from .batch import TLGBatch
-from .moments import iou2d_from_moments, segment_iou, moment_grid
+from .moments import cell_iou_targets, iou2d_from_moments, moment_grid, segment_iou
 
-__all__ = ["TLGBatch", "iou2d_from_moments", "segment_iou", "moment_grid"]
+__all__ = ["TLGBatch", "cell_iou_targets", "iou2d_from_moments", "moment_grid", "segment_iou"]

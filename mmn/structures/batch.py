@@ -10,11 +10,15 @@ class TLGBatch:
     queries: torch.Tensor        # S x L token ids, padded with 0 over the whole batch
     wordlens: torch.Tensor       # S, tokens incl. [CLS] and [SEP]
     moments: torch.Tensor        # S x 2, seconds
-    iou2d: torch.Tensor          # S x N x N, IoU of each map cell with the sentence's moment
     num_sentences: torch.Tensor  # B, sentences per video (sum = S)
     durations: torch.Tensor      # B, seconds (float64)
     indices: torch.Tensor        # B, dataset indices of the videos
     query_indices: torch.Tensor  # S, dataset indices of the sentences (queries)
+
+    @property
+    def sentence_durations(self):
+        """S: the duration of each sentence's video."""
+        return torch.repeat_interleave(self.durations, self.num_sentences)
 
     @property
     def video_index(self):

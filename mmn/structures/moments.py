@@ -22,7 +22,24 @@ def moment_grid(durations, num_clips):
     return grid[None].float() * durations.float()[:, None, None] / n
 
 
+def cell_iou_targets(moments, durations, rows, cols, num_clips):
+    """IoU of map cells (rows[p], cols[p]) with each moment: (S, P) for moments (S, 2), durations (S,).
+
+    Cell (i, j) is [i * d / N, (j + 1) * d / N] in the float32 arithmetic of ``moment_grid`` (the
+    official one), so the values equal the official N x N targets bit for bit at those cells.
+    """
+    d = torch.as_tensor(durations, dtype=torch.float64).to(moments.device).float()[:, None]
+    start = rows.float()[None, :] * d / num_clips
+    end = (cols.float()[None, :] + 1) * d / num_clips
+    moments = moments.float()
+    s, e = moments[:, :1], moments[:, 1:]
+    inter = torch.minimum(end, e) - torch.maximum(start, s)
+    union = torch.maximum(end, e) - torch.minimum(start, s)
+    return inter.clamp_(min=0).div_(union)
+
+
 def iou2d_from_moments(moments, durations, num_clips):
     """IoU target maps (S, N, N) for moments (S, 2) whose videos last ``durations`` (S,) seconds."""
-    cells = moment_grid(durations, num_clips)  # S x NN x 2
-    return segment_iou(cells, moments.float()[:, None, :]).reshape(-1, num_clips, num_clips)
+    rows, cols = torch.meshgrid(torch.arange(num_clips), torch.arange(num_clips), indexing="ij")
+    return cell_iou_targets(moments, durations, rows.reshape(-1), cols.reshape(-1), num_clips).reshape(
+        -1, num_clips, num_clips)

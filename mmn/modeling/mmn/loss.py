@@ -10,9 +10,10 @@ import torch.nn.functional as F
 from ...structures import segment_iou
 
 
-def scaled_iou_bce_loss(scores2d, iou2d, mask2d, min_iou, max_iou):
-    """BCE between IoU scores and clamp((iou - min) / (max - min), 0, 1) over the valid cells."""
-    target = ((iou2d[:, mask2d] - min_iou) / (max_iou - min_iou)).clamp(0, 1)
+def scaled_iou_bce_loss(scores2d, iou1d, mask2d, min_iou, max_iou):
+    """BCE between IoU scores (S x N x N) and clamp((iou - min) / (max - min), 0, 1) over the valid
+    cells; ``iou1d``: S x P IoU targets of the valid cells in row-major order."""
+    target = ((iou1d - min_iou) / (max_iou - min_iou)).clamp(0, 1)
     return F.binary_cross_entropy(scores2d[:, mask2d], target)
 
 
@@ -20,11 +21,12 @@ def _masked_logsumexp(logits, keep, dim):
     return torch.logsumexp(logits.masked_fill(~keep, float("-inf")), dim=dim)
 
 
-def mutual_matching_loss(map2d, sent_feat, iou2d, moments, video_index, mask2d, *, top_k, tau_video, tau_sent,
+def mutual_matching_loss(map2d, sent_feat, iou1d, moments, video_index, mask2d, *, top_k, tau_video, tau_sent,
                          margin, negative_video_iou, sent_removal_iou, eps=1e-6):
     """The official mutual-matching contrastive loss; returns (loss_vid, loss_sent), unweighted.
 
-    map2d: B x C x N x N contrastive moment features; sent_feat: S x C; iou2d: S x N x N;
+    map2d: B x C x N x N contrastive moment features; sent_feat: S x C; iou1d: S x P IoU targets of the
+    valid cells (row-major order of mask2d);
     moments: S x 2 seconds (to drop near-duplicate sentences of the same video from the negatives).
     Computed with log-sum-exp instead of the official exp/sum/log: equal in value, no overflow at small tau.
     """
@@ -32,7 +34,6 @@ def mutual_matching_loss(map2d, sent_feat, iou2d, moments, video_index, mask2d, 
     channels = map2d.shape[1]
     proposals = F.normalize(map2d[:, :, mask2d], dim=1)    # B x C x P, valid cells in row-major order
     sents = F.normalize(sent_feat, dim=1)                   # S x C
-    iou1d = iou2d[:, mask2d]                                # S x P
 
     # positives: the top-k cells by IoU of each sentence, in its own video
     topk = iou1d.topk(top_k, dim=-1).indices                                    # S x k

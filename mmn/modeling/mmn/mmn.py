@@ -3,6 +3,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ...structures import cell_iou_targets
 from ..registry import register_model
 from .feat2d import build_feat2d
 from .featpool import build_featpool
@@ -51,6 +52,12 @@ class MMN(nn.Module):
     def mask2d(self):
         return self.feat2d.mask2d
 
+    def iou_targets(self, batch):
+        """S x P IoU of every valid cell (row-major) with each sentence's moment; the official N x N
+        targets at those cells, bit for bit, computed per batch on the model's device."""
+        rows, cols = self.mask2d.nonzero(as_tuple=True)
+        return cell_iou_targets(batch.moments, batch.sentence_durations, rows, cols, self.mask2d.shape[0])
+
     def set_epoch(self, epoch):
         """Epoch-dependent state (1-based): the text encoder's BERT is frozen while epoch <= FREEZE_BERT."""
         self.text_encoder.bert.requires_grad_(epoch > self.freeze_bert_epochs)
@@ -74,9 +81,10 @@ class MMN(nn.Module):
         iou_scores = (per_video_cosine(sent_feat_iou, map2d_iou, video_index, batch.num_sentences) * 10).sigmoid() * mask
         if self.training:
             # losses in fp32 even under autocast (BCE is not autocast-safe; exp/log want the range)
+            iou1d = self.iou_targets(batch)
             with torch.autocast(device_type=iou_scores.device.type, enabled=False):
-                loss_iou = scaled_iou_bce_loss(iou_scores.float(), batch.iou2d, self.mask2d, self.min_iou, self.max_iou)
-                loss_vid, loss_sent = mutual_matching_loss(map2d_contrastive.float(), sent_feat.float(), batch.iou2d,
+                loss_iou = scaled_iou_bce_loss(iou_scores.float(), iou1d, self.mask2d, self.min_iou, self.max_iou)
+                loss_vid, loss_sent = mutual_matching_loss(map2d_contrastive.float(), sent_feat.float(), iou1d,
                                                            batch.moments, video_index, self.mask2d,
                                                            **self.contrastive_args)
             loss_vid, loss_sent = loss_vid * self.contrastive_weight, loss_sent * self.contrastive_weight
