@@ -20,7 +20,8 @@ def build_dataset(cfg, split_name, is_train=False):
         return build_cnm_dataset(cfg, split_name, cached_cnm_vocabulary(cfg), is_training=is_train)
     paths = get_dataset_paths(split_name, cfg.DATASETS.ROOT)
     return TLGDataset(paths["ann_file"], paths["feat_file"], paths["format"], cfg.INPUT.NUM_PRE_CLIPS,
-                      cfg.MODEL.MMN.TEXT_ENCODER.PRETRAINED, feat_dim=cfg.MODEL.MMN.FEATPOOL.INPUT_SIZE)
+                      cfg.MODEL.MMN.TEXT_ENCODER.PRETRAINED, feat_dim=cfg.MODEL.MMN.FEATPOOL.INPUT_SIZE,
+                      feature_cache_dir=cfg.DATALOADER.FEATURE_CACHE_DIR)
 
 
 def _seed_worker(worker_id):

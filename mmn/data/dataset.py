@@ -5,7 +5,9 @@ import numpy as np
 import torch
 
 from .annotations import FEATURE_KEYS, AnnotationError, load_annotations
-from .features import HDF5FeatureReader, prepare_video_features
+from ..utils import comm
+from .features import (HDF5FeatureReader, ResampledFeatureCache, build_resampled_cache, prepare_video_features,
+                       resampled_cache_path)
 from .tokenization import load_tokenizer, tokenize
 
 logger = logging.getLogger(__name__)
@@ -30,7 +32,7 @@ class TLGDataset(torch.utils.data.Dataset):
     """
 
     def __init__(self, ann_file, feat_file, fmt, num_pre_clips, tokenizer, feat_dim=None,
-                 check_features=True):
+                 check_features=True, feature_cache_dir=""):
         self.ann_file = ann_file
         self.feat_file = feat_file
         self.format = fmt
@@ -55,6 +57,13 @@ class TLGDataset(torch.utils.data.Dataset):
         if check_features:
             self.features.check_videos(self.vids)
             self.features.close()  # re-opened lazily in each worker
+        self.resampled = None  # opt-in DATALOADER.FEATURE_CACHE_DIR: features already normalised + resampled
+        if feature_cache_dir:
+            path = resampled_cache_path(feature_cache_dir, feat_file, num_pre_clips, ann_file)
+            if comm.is_main_process():
+                build_resampled_cache(self.features, self.vids, num_pre_clips, path)
+            comm.synchronize()
+            self.resampled = ResampledFeatureCache(path)
 
     def _check_token_lengths(self, max_length):
         """A sentence longer than the text encoder's positions would only fail deep inside BERT: name it here."""
@@ -114,7 +123,11 @@ class TLGDataset(torch.utils.data.Dataset):
         return torch.from_numpy(query), torch.from_numpy(lengths)
 
     def __getitem__(self, idx):
-        feats = prepare_video_features(self.features.read(self.vids[idx]), self.num_pre_clips)
+        vid = self.vids[idx]
+        if self.resampled is not None:
+            feats = self.resampled.read(vid)
+        else:
+            feats = prepare_video_features(self.features.read(vid), self.num_pre_clips)
         query, wordlen = self.tokens_of(idx)
         return {
             "feats": feats,
