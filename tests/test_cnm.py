@@ -479,7 +479,7 @@ def make_data(tmp_path, seed=0, shuffle_timestamps=False):
     rng = np.random.RandomState(seed)
     sentences = ["a person opens the door.", "person sits on a chair", "the person eats food quickly",
                  "someone opens a red box", "a person puts the book on the shelf", "person runs to the door"]
-    ann, moments = {}, []
+    ann = {}
     with h5py.File(tmp_path / "feats.hdf5", "w") as f:
         for v in range(4):
             vid = f"v{v}"
