@@ -593,3 +593,21 @@ def test_configs_load_and_build(name):
     assert model.fc_rec.out_features == cfg.MODEL.CNM.VOCAB_SIZE + 1
     assert model.frame_fc.in_features == cfg.MODEL.CNM.FRAME_DIM
     assert len(model.trans.decoder1.decoder_layers) == 3 and model.trans.decoder1.decoder_layers[0].self_attn.num_heads == 4
+
+
+def test_pooled_generator_head_is_an_attention_weighted_position():
+    """MODEL.CNM.GENERATOR_HEAD "pooled": center = sum_t softmax_t(fc_mask_gen(h_t)[0]) * t / (T - 1)."""
+    cfg = cnm_cfg(FRAME_DIM=6, WORD_DIM=8, HIDDEN_SIZE=16, NUM_HEADS=2, NUM_LAYERS_1=1, NUM_LAYERS_2=1,
+                  NUM_FRAMES=8, PROPOSAL_STRIDE=2, VOCAB_SIZE=5, GENERATOR_HEAD="pooled")
+    torch.manual_seed(0)
+    model = CNM(cfg).eval()
+    batch = dict(frames_feat=torch.randn(3, 8, 6), frames_len=torch.full((3,), 8),
+                 words_feat=torch.randn(3, 4, 8), words_len=torch.tensor([3, 2, 1]))
+    g = model.generate(batch)
+    h = model.trans.generate(g["frames"], g["frames_valid"], g["words"] + g["words_pos"], g["words_valid"])
+    out = model.fc_mask_gen(h)
+    for b in range(3):
+        weights = torch.softmax(out[b, :, 0], dim=0)
+        expected = sum(float(weights[t]) * t / 7 for t in range(8))
+        assert abs(float(g["center"][b]) - expected) < 1e-6
+    assert ((g["width"] > 0) & (g["width"] <= cfg.MODEL.CNM.MAX_WIDTH)).all()

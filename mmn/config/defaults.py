@@ -84,6 +84,9 @@ _C.MODEL.CNM.MIN_WIDTH = 0.1             # width clamp inside the Gaussian mask 
 _C.MODEL.CNM.PROPOSAL_STRIDE = 4         # reconstructor sees NUM_FRAMES // 4 proposal positions
 _C.MODEL.CNM.MASK_DIVISOR = 3            # max(words // 3, 1) words masked
 _C.MODEL.CNM.USE_NEGATIVE = True
+# (mmn) how the generator reads (c, w): "last" = fc_mask_gen on the last frame state (the release);
+# "pooled" = fc_mask_gen on every frame, c = attention-weighted position (used by the synthetic demo)
+_C.MODEL.CNM.GENERATOR_HEAD = "last"
 _C.MODEL.CNM.VOCAB_SIZE = 1111           # kept training words (ActivityNet 8000); the output layer has VOCAB_SIZE + 1
 _C.MODEL.CNM.MAX_NUM_WORDS = 20
 _C.MODEL.CNM.NUM_FRAMES = 200            # frames resampled to this many (bin means, not L2-normalised)

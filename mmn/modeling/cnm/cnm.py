@@ -81,6 +81,9 @@ class CNM(nn.Module):
         self.beta1, self.beta2 = c.LOSS.BETA1, c.LOSS.BETA2
         self.vocab_size = c.VOCAB_SIZE + 1  # kept words + id 0 (padding, predicted after the last word)
         self.hidden_size = hidden
+        if c.GENERATOR_HEAD not in ("last", "pooled"):
+            raise ValueError(f"MODEL.CNM.GENERATOR_HEAD must be 'last' or 'pooled', got {c.GENERATOR_HEAD!r}")
+        self.generator_head = c.GENERATOR_HEAD
         # creation order = the release's, so that the same seed gives the same initial weights
         self.frame_fc = nn.Linear(c.FRAME_DIM, hidden)
         self.word_fc = nn.Linear(c.WORD_DIM, hidden)
@@ -130,8 +133,15 @@ class CNM(nn.Module):
         words_valid = lengths_to_valid(words_len + 1, words.shape[1])
 
         h = self.trans.generate(frames, frames_valid, words + words_pos, words_valid)
-        gauss = torch.sigmoid(self.fc_mask_gen(h[:, -1])).view(bsz, 2)  # the LAST position, as the release
-        center, width = gauss[:, 0], gauss[:, 1] * self.max_width
+        if self.generator_head == "last":
+            gauss = torch.sigmoid(self.fc_mask_gen(h[:, -1])).view(bsz, 2)  # the LAST position, as the release
+            center, width = gauss[:, 0], gauss[:, 1] * self.max_width
+        else:  # "pooled" (mmn option): fc_mask_gen on every frame; softmax over frames of the first output
+            out = self.fc_mask_gen(h)  # B x T x 2
+            attention = out[..., 0].masked_fill(~frames_valid, float("-inf")).softmax(dim=1)
+            positions = torch.linspace(0, 1, n_frames, device=h.device, dtype=h.dtype)
+            center = (attention * positions).sum(dim=1)  # expected position under the attention
+            width = torch.sigmoid((attention * out[..., 1]).sum(dim=1)) * self.max_width
         return {"frames": frames, "frames_valid": frames_valid, "words": words, "words_pos": words_pos,
                 "words_valid": words_valid, "center": center, "width": width}
 
