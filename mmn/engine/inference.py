@@ -21,8 +21,7 @@ def _batch_top_moments(out, batch, nms_thresh, contrastive_pow, topk):
         moments = out["moments"].double().cpu() * durations[:, None, None]
         return moments, out["scores"].float().cpu()
     fused = fuse_scores(out["contrastive"], out["iou"], contrastive_pow).float().cpu()
-    durations = torch.repeat_interleave(batch.durations.cpu(), batch.num_sentences.cpu())
-    return top_moments(fused, durations, nms_thresh, k=topk)
+    return top_moments(fused, batch.sentence_durations.cpu(), nms_thresh, k=topk)
 
 
 @torch.no_grad()

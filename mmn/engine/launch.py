@@ -123,24 +123,17 @@ def visualize_queries(cfg, model, dataset, count, out_dir, device):
     with autocast(cfg, device):
         out = model(batch)
     fused = fuse_scores(out["contrastive"], out["iou"], cfg.TEST.CONTRASTIVE_SCORE_POW).float().cpu()
-    durations = torch.repeat_interleave(batch.durations.cpu(), batch.num_sentences.cpu())
+    durations = batch.sentence_durations.cpu()
     top, scores = top_moments(fused, durations, cfg.TEST.NMS_THRESH, k=5)
-    first_query = dataset.sentence_range(videos[0])[0]
     paths = []
-    for q in range(count):
-        row = q - first_query
-        kept = torch.isfinite(scores[row])
-        moments = torch.cat([top[row][kept], scores[row][kept, None].double()], dim=1).tolist()
-        gt = dataset.moments[q].tolist()
-        duration = float(durations[row])
-        title = dataset.sentences[q]
-        for kind, plot in (("map", plot_score_map), ("timeline", plot_timeline)):
-            path = os.path.join(out_dir, f"query_{q:05d}_{kind}.png")
-            if kind == "map":
-                plot(fused[row], duration, path, gt=gt, top=moments, title=title)
-            else:
-                plot(duration, path, gt=gt, top=moments, title=title)
-            paths.append(path)
+    for q in range(count):  # the first videos hold the first queries, so batch row q is query q
+        kept = torch.isfinite(scores[q])
+        moments = torch.cat([top[q][kept], scores[q][kept, None].double()], dim=1).tolist()
+        gt, duration, title = dataset.moments[q].tolist(), float(durations[q]), dataset.sentences[q]
+        stem = os.path.join(out_dir, f"query_{q:05d}")
+        plot_score_map(fused[q], duration, stem + "_map.png", gt=gt, top=moments, title=title)
+        plot_timeline(duration, stem + "_timeline.png", gt=gt, top=moments, title=title)
+        paths += [stem + "_map.png", stem + "_timeline.png"]
     logger.info("wrote %d plots to %s", len(paths), out_dir)
     return paths
 
