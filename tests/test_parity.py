@@ -55,6 +55,16 @@ def is_noise_key(key, num_layers):
 
 # --------------------------------------------------------------------------------------------- fixtures
 
+@pytest.fixture(scope="module", params=[-1, 0], ids=["tiled-convs", "dense-convs"])
+def parity_cfg(parity_cfg, request):
+    """Every parity test runs with the default band-tiled proposal convs and with the dense ones."""
+    cfg = parity_cfg.clone()
+    cfg.defrost()
+    cfg.MODEL.MMN.PREDICTOR.TILE_ROWS = request.param
+    cfg.freeze()
+    return cfg
+
+
 @pytest.fixture(scope="module")
 def datasets(parity_cfg):
     return {"train": build_dataset(parity_cfg, "charades_train"), "test": build_dataset(parity_cfg, "charades_test")}

@@ -178,6 +178,60 @@ def test_mask_weights_match_plain(counts, n, kernel, layers):
     assert ours[-1].shape == (n, n)  # the map returns to N x N after the last layer
 
 
+def _proposal_pair(counts, n, kernel, layers, tile_rows):
+    mask2d, _ = sparse_moment_cells(counts, n)
+    torch.manual_seed(0)
+    dense = ProposalConv(6, 5, kernel, layers, 3, mask2d).double()
+    tiled = ProposalConv(6, 5, kernel, layers, 3, mask2d, tile_rows=tile_rows).double()
+    tiled.load_state_dict(dense.state_dict())
+    for conv in tiled.convs:  # non-zero biases: the cells outside the tiles must still carry them
+        torch.nn.init.uniform_(conv.bias, -1, 1)
+    dense.load_state_dict(tiled.state_dict())
+    x = torch.randn(3, 6, n, n, dtype=torch.float64) * mask2d
+    return dense, tiled, x
+
+
+@pytest.mark.parametrize("counts,n,kernel,layers,tile_rows", [
+    ([15], 16, 5, 8, 8), ([15], 16, 5, 8, 1), ([15], 16, 5, 8, 7), ([15], 16, 5, 8, 100),
+    ([3, 2], 16, 3, 4, 3), ([15, 8], 32, 9, 2, 5), ([15], 16, 5, 8, -1), ([15, 8, 8], 64, 9, 4, -1)])
+def test_tiled_proposal_conv_equals_dense(counts, n, kernel, layers, tile_rows):
+    """Train mode (batch statistics, running stats, gradients) and eval mode equal the dense convs."""
+    dense, tiled, x = _proposal_pair(counts, n, kernel, layers, tile_rows)
+    assert any(t is not None for t in tiled.tiles) and all(t is None for t in dense.tiles)
+    results = []
+    for model in (dense, tiled):
+        xin = x.clone().requires_grad_(True)
+        contrastive, iou = model.train()(xin)
+        (contrastive.square().sum() + (iou * torch.arange(n, dtype=iou.dtype)).sum()).backward()
+        # the gradient reaching x's invalid cells differs (dense convs route BatchNorm's statistics
+        # through them) but those cells are constant zeros in the model, so only valid cells count
+        valid = sparse_moment_cells(counts, n)[0]
+        results.append(([contrastive, iou], [xin.grad * valid] + [p.grad for p in model.parameters()]))
+    (outs_dense, grads_dense), (outs_tiled, grads_tiled) = results
+    for a, b in zip(outs_dense, outs_tiled):
+        assert (a - b).abs().max().item() < 1e-10
+    for a, b in zip(grads_dense, grads_tiled):
+        assert (a - b).abs().max().item() <= 1e-9 * max(1.0, a.abs().max().item())
+    for name, buf in dense.state_dict().items():  # BatchNorm running statistics
+        assert torch.allclose(buf.double(), tiled.state_dict()[name].double(), atol=1e-10), name
+    with torch.no_grad():
+        for a, b in zip(dense.eval()(x), tiled.eval()(x)):
+            assert (a - b).abs().max().item() < 1e-10
+
+
+def test_tiles_cover_every_active_cell():
+    mask2d, _ = sparse_moment_cells([15, 8, 8], 64)
+    conv = ProposalConv(2, 2, 9, 4, 2, mask2d, tile_rows=8)
+    for k, plan in enumerate(conv.tiles):
+        active = getattr(conv, f"mask_weight_{k}") > 0
+        covered = torch.zeros_like(active)
+        for r0, r1, c0, c1 in plan:
+            if c0 is not None:
+                covered[r0:r1, c0:c1] = True
+        assert not (active & ~covered).any(), k
+        assert covered.sum() < covered.numel(), k  # the bands do skip cells
+
+
 # --------------------------------------------------------------------------------------------- losses
 
 def official_bce(scores2d, iou2d, mask2d, min_iou, max_iou):

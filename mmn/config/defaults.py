@@ -54,6 +54,10 @@ _C.MODEL.MMN.PREDICTOR = CN()
 _C.MODEL.MMN.PREDICTOR.HIDDEN_SIZE = 512
 _C.MODEL.MMN.PREDICTOR.KERNEL_SIZE = 5
 _C.MODEL.MMN.PREDICTOR.NUM_STACK_LAYERS = 8
+# (mmn) compute the proposal convs only over row bands that cover the cells with a non-zero mask
+# weight; the other cells hold the conv bias exactly as in the dense convs (same math, fewer FLOPs).
+# -1 = band height chosen per layer, N = bands of N rows, 0 = dense convs as in the official code.
+_C.MODEL.MMN.PREDICTOR.TILE_ROWS = -1
 
 _C.MODEL.MMN.LOSS = CN()
 _C.MODEL.MMN.LOSS.MIN_IOU = 0.3

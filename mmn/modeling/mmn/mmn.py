@@ -37,7 +37,8 @@ class MMN(nn.Module):
         self.featpool = build_featpool(cfg)
         self.feat2d = build_feat2d(cfg)
         self.proposal_conv = ProposalConv(mmn.FEATPOOL.HIDDEN_SIZE, mmn.PREDICTOR.HIDDEN_SIZE, mmn.PREDICTOR.KERNEL_SIZE,
-                                          mmn.PREDICTOR.NUM_STACK_LAYERS, mmn.JOINT_SPACE_SIZE, self.feat2d.mask2d)
+                                          mmn.PREDICTOR.NUM_STACK_LAYERS, mmn.JOINT_SPACE_SIZE, self.feat2d.mask2d,
+                                          tile_rows=mmn.PREDICTOR.TILE_ROWS)
         self.text_encoder = build_text_encoder(cfg)
         loss = mmn.LOSS
         self.min_iou, self.max_iou = loss.MIN_IOU, loss.MAX_IOU
