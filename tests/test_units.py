@@ -391,3 +391,21 @@ def test_bert_wordpiece_tokenizer_ids():
     flat, lengths = tokenize(["person turn a light on.", "Person   turn a LIGHT on."], tokenizer)
     assert lengths.tolist() == [8, 8]
     assert flat.tolist() == expected * 2
+
+
+# --------------------------------------------------------------------------------------------- string table
+
+def test_string_table_behaves_like_the_list():
+    from mmn.structures import StringTable
+
+    strings = ["person opens a door.", "", "a person eats 🍕 slowly", "Ü", "x" * 300]
+    table = StringTable(strings)
+    assert len(table) == len(strings)
+    assert [table[i] for i in range(len(strings))] == strings
+    assert [table[-i] for i in range(1, len(strings) + 1)] == [strings[-i] for i in range(1, len(strings) + 1)]
+    assert table[1:4] == strings[1:4] and table[::2] == strings[::2]
+    assert list(table) == strings and table == strings and table != strings[:-1]
+    assert table.index("Ü") == 3 and "" in table
+    with pytest.raises(IndexError):
+        table[len(strings)]
+    assert StringTable([]) == [] and len(StringTable([])) == 0

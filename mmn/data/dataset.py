@@ -5,6 +5,7 @@ import numpy as np
 import torch
 
 from .annotations import FEATURE_KEYS, AnnotationError, load_annotations
+from ..structures import StringTable
 from ..utils import comm
 from .features import (HDF5FeatureReader, ResampledFeatureCache, build_resampled_cache, prepare_video_features,
                        resampled_cache_path)
@@ -41,14 +42,16 @@ class TLGDataset(torch.utils.data.Dataset):
         if isinstance(tokenizer, str):
             tokenizer = load_tokenizer(tokenizer)
 
-        self.vids = [v.vid for v in videos]
+        self.vids = StringTable(v.vid for v in videos)
         self.durations = np.array([v.duration for v in videos], dtype=np.float64)
         counts = np.array([len(v.sentences) for v in videos], dtype=np.int64)
         self.sentence_offsets = np.concatenate([[0], np.cumsum(counts)])
-        self.sentences = [s for v in videos for s in v.sentences]
+        sentences = [s for v in videos for s in v.sentences]
         # float32 as the official torch.Tensor([start, end])
         self.moments = torch.tensor([m for v in videos for m in v.moments], dtype=torch.float32)
-        self.tokens, self.token_lengths = _tokenize_in_chunks(self.sentences, tokenizer)
+        self.tokens, self.token_lengths = _tokenize_in_chunks(sentences, tokenizer)
+        self.sentences = StringTable(sentences)
+        del videos, sentences  # the parsed annotation objects: only the compact copies stay
         self._check_token_lengths(getattr(tokenizer, "model_max_length", None))
         self.token_offsets = np.concatenate([[0], np.cumsum(self.token_lengths)])
         self.pad_token_id = tokenizer.pad_token_id or 0
