@@ -339,18 +339,57 @@ def _median(values):
     return statistics.median(values) if values else None
 
 
-def worker_train(spec):
-    """Training steps (forward / backward / optimiser) at a small batch, then the end-to-end test path."""
+def _time_train_steps(cfg, model, batch, spec, label):
+    """Forward / backward / clip + AdamW step on one fixed batch; medians after the warm-up steps."""
     import torch
 
+    from mmn.solver import make_optimizer
+
+    model.set_epoch(1)  # epoch 1 <= FREEZE_BERT: BERT frozen, as in the reference measurement
+    optimizer = make_optimizer(cfg, model)
+    model.train()
+    gc.collect()
+    reset_peak_rss()
+    steps = []
+    for step in range(spec["warmup"] + spec["steps"]):
+        t0 = time.perf_counter()
+        optimizer.zero_grad(set_to_none=True)
+        losses = model(batch, epoch=1)
+        t1 = time.perf_counter()
+        losses["loss"].backward()
+        t2 = time.perf_counter()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.SOLVER.MAX_GRAD_NORM)
+        optimizer.step()
+        t3 = time.perf_counter()
+        steps.append({"forward_s": t1 - t0, "backward_s": t2 - t1, "optimizer_s": t3 - t2, "total_s": t3 - t0,
+                      "loss": losses["loss"].item()})
+        print(f"[train {spec['dataset']} {label}] step {step + 1}: {t3 - t0:.2f} s", file=sys.stderr, flush=True)
+    timed = steps[spec["warmup"]:]
+    result = {"steps": steps, "peak_rss_mb": peak_rss_mb(),
+              **{k: _median([s[k] for s in timed]) for k in ("forward_s", "backward_s", "optimizer_s", "total_s")}}
+    del optimizer, losses
+    gc.collect()
+    return result
+
+
+def worker_train(spec):
+    """Training steps (forward / backward / optimiser) at a small batch with the default (band-tiled)
+    proposal convs and with the dense ones (TILE_ROWS 0, the official computation), then the
+    end-to-end test path: ours, and dense convs + the official evaluate()."""
+    import copy
+
+    import torch
+
+    from benchmarks.official_baseline import official_evaluate
     from mmn.data import BatchCollator, TLGDataset, make_data_loader
     from mmn.modeling import build_model
-    from mmn.solver import make_optimizer
 
     name = spec["dataset"]
     batch_videos = spec["batch"]
     cfg = _load_cfg(spec, ["SOLVER.BATCH_SIZE", str(max(batch_videos, 1)),
                            "TEST.BATCH_SIZE", str(max(spec["e2e_videos"], 1))])
+    dense_cfg = _load_cfg(spec, ["SOLVER.BATCH_SIZE", str(max(batch_videos, 1)),
+                                 "TEST.BATCH_SIZE", str(max(spec["e2e_videos"], 1)), "MODEL.MMN.PREDICTOR.TILE_ROWS", "0"])
     torch.manual_seed(cfg.SEED)
     mmn = cfg.MODEL.MMN
     rss_start = rss_mb()
@@ -358,43 +397,35 @@ def worker_train(spec):
     model = build_model(cfg)
     build_model_s = time.perf_counter() - t0
     params_m = sum(p.numel() for p in model.parameters()) / 1e6
-    result = {"dataset": name, "params_m": params_m, "build_model_s": build_model_s, "threads": torch.get_num_threads()}
+    result = {"dataset": name, "params_m": params_m, "build_model_s": build_model_s, "threads": torch.get_num_threads(),
+              "tile_rows": mmn.PREDICTOR.TILE_ROWS}
+    initial_state = copy.deepcopy(model.state_dict())
+
+    def dense_model(state):
+        dense = build_model(dense_cfg)
+        dense.load_state_dict(state)
+        return dense
 
     if spec["steps"] > 0 and batch_videos > 0:
-        model.set_epoch(1)  # epoch 1 <= FREEZE_BERT: BERT frozen, as in the reference measurement
-        optimizer = make_optimizer(cfg, model)
         train_set = TLGDataset(spec["train_ann"], spec["feat_file"], name, cfg.INPUT.NUM_PRE_CLIPS,
                                spec["text_encoder"], feat_dim=mmn.FEATPOOL.INPUT_SIZE)
         # the first videos in dataset order, one fixed batch (loader time is measured separately)
         batch = BatchCollator(mmn.NUM_CLIPS, train_set.pad_token_id)([train_set[i] for i in range(batch_videos)])
-        model.train()
-        gc.collect()
-        reset_peak_rss()
-        steps = []
-        for step in range(spec["warmup"] + spec["steps"]):
-            t0 = time.perf_counter()
-            optimizer.zero_grad(set_to_none=True)
-            losses = model(batch, epoch=1)
-            t1 = time.perf_counter()
-            losses["loss"].backward()
-            t2 = time.perf_counter()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.SOLVER.MAX_GRAD_NORM)
-            optimizer.step()
-            t3 = time.perf_counter()
-            steps.append({"forward_s": t1 - t0, "backward_s": t2 - t1, "optimizer_s": t3 - t2, "total_s": t3 - t0,
-                          "loss": losses["loss"].item()})
-            print(f"[train {name}] step {step + 1}: {t3 - t0:.2f} s", file=sys.stderr, flush=True)
-        timed = steps[spec["warmup"]:]
+        ours = _time_train_steps(cfg, model, batch, spec, "tiled convs")
+        dense = _time_train_steps(dense_cfg, dense_model(initial_state), batch, spec, "dense convs")
         result.update({
             "batch_videos": batch_videos, "batch_sentences": int(batch.num_sentences.sum()),
-            "warmup_steps": spec["warmup"], "timed_steps": len(timed), "steps": steps,
-            **{k: _median([s[k] for s in timed]) for k in ("forward_s", "backward_s", "optimizer_s", "total_s")},
-            "peak_rss_mb": peak_rss_mb(), "rss_before_model_mb": rss_start,
+            "warmup_steps": spec["warmup"], "timed_steps": len(ours["steps"]) - spec["warmup"],
+            **ours, "rss_before_model_mb": rss_start, "dense": dense,
+            "loss_max_abs_diff_dense": max(abs(a["loss"] - b["loss"]) for a, b in zip(ours["steps"], dense["steps"])),
         })
-        del optimizer, batch, losses
+        del batch
         gc.collect()
 
     if spec["e2e_videos"] > 0:
+        from mmn.engine.inference import run_inference
+        from mmn.evaluation import IOU_THRESHOLDS, recall_table
+
         with open(spec["test_ann"]) as f:
             entries = json.load(f)
         e2e_ann = os.path.join(os.path.dirname(spec["test_ann"]), "test_e2e.json")
@@ -403,30 +434,31 @@ def worker_train(spec):
         test_set = TLGDataset(e2e_ann, spec["feat_file"], name, cfg.INPUT.NUM_PRE_CLIPS,
                               spec["text_encoder"], feat_dim=mmn.FEATPOOL.INPUT_SIZE)
         loader = make_data_loader(cfg, test_set, is_train=False)
-        device = torch.device("cpu")
-        try:
-            from mmn.engine.inference import run_inference
-        except ImportError:
-            run_inference = None
-        from mmn.evaluation import IOU_THRESHOLDS, evaluate_predictions, recall_table
+        nms, power = cfg.TEST.NMS_THRESH, cfg.TEST.CONTRASTIVE_SCORE_POW
 
         t0 = time.perf_counter()
-        if run_inference is not None:
-            path = "mmn.engine.inference.run_inference + recall_table"
-            moments, _ = run_inference(model, loader, device, cfg.TEST.NMS_THRESH, cfg.TEST.CONTRASTIVE_SCORE_POW)
-            recall_table(moments, test_set.moments, IOU_THRESHOLDS[name])
-        else:  # no engine yet: model forward in eval mode + evaluation, batch by batch
-            path = "model forward (eval) + evaluate_predictions"
-            model.eval()
-            with torch.no_grad():
-                for b in loader:
-                    out = model(b)
-                    durations = torch.repeat_interleave(b.durations, b.num_sentences)
-                    evaluate_predictions(out["contrastive"], out["iou"], durations, b.moments, name,
-                                         cfg.TEST.NMS_THRESH, cfg.TEST.CONTRASTIVE_SCORE_POW)
+        moments, _ = run_inference(model, loader, torch.device("cpu"), nms, power)
+        recall_table(moments, test_set.moments, IOU_THRESHOLDS[name])
         dt = time.perf_counter() - t0
-        result["e2e"] = {"path": path, "videos": len(test_set), "queries": test_set.num_queries, "s": dt,
-                         "s_per_1k_queries": dt / test_set.num_queries * 1000}
+
+        # official-style: the same weights with dense convs, predictions per video, the official evaluate()
+        dense = dense_model(model.state_dict()).eval()
+        t0 = time.perf_counter()
+        predictions, durations, gts = [], [], []
+        with torch.no_grad():
+            for b in loader:
+                out = dense(b)
+                for contrastive, iou, gt, duration in zip(b.split_by_video(out["contrastive"]), b.split_by_video(out["iou"]),
+                                                          b.split_by_video(b.moments), b.durations.tolist()):
+                    predictions.append({"contrastive": contrastive, "iou": iou})
+                    durations.append(duration)
+                    gts.append(gt)
+        official_evaluate(predictions, durations, gts, name, nms, power)
+        dense_dt = time.perf_counter() - t0
+        result["e2e"] = {"path": "run_inference + recall_table", "videos": len(test_set),
+                         "queries": test_set.num_queries, "s": dt, "s_per_1k_queries": dt / test_set.num_queries * 1000,
+                         "official_path": "dense convs + official evaluate()", "official_s": dense_dt,
+                         "official_s_per_1k_queries": dense_dt / test_set.num_queries * 1000}
     _emit(result)
 
 
@@ -641,11 +673,13 @@ def summarise(results, mode_name):
              "loader_vs_reference": _ratio(ours.get("loader_items_per_s"), ref["loader_items_per_s"]),
              "items_per_s_cached": ours.get("loader_cached_items_per_s"), "cache_build_s": ours.get("cache_build_s"),
              "loader_cached_speedup": _ratio(ours.get("loader_cached_items_per_s"), base.get("loader_items_per_s")),
+             "loader_cached_vs_reference": _ratio(ours.get("loader_cached_items_per_s"), ref["loader_items_per_s"]),
              # retained growth (RSS after gc + malloc_trim): what the dataset keeps for the whole run
              "mem_mb_ours": ours["mem_growth_mb"], "mem_mb_baseline": base["mem_growth_mb"],
              "memory_ratio": _ratio(max(ours["mem_growth_mb"], 0.01), base["mem_growth_mb"]),
              "peak_mb_ours": ours.get("peak_growth_mb"), "peak_mb_baseline": base.get("peak_growth_mb"),
-             "mem_mb_reference": ref["dataset_mem_mb"], "videos": ours["videos"], "queries": ours["queries"],
+             "mem_mb_reference": ref["dataset_mem_mb"],
+             "memory_ratio_vs_reference": _ratio(max(ours["mem_growth_mb"], 0.01), ref["dataset_mem_mb"]), "videos": ours["videos"], "queries": ours["queries"],
              "live_mb_ours": ours.get("live_mb")}
         summary["data"][name] = s
         rows.append([name, f"{ours['videos']:,}/{ours['queries']:,}", _fmt(s["build_s_ours"]),
@@ -659,8 +693,8 @@ def summarise(results, mode_name):
     text.append(_table(" Data: train dataset build, loader (1 process, NUM_WORKERS 0), dataset memory growth ", rows))
 
     # ---- training
-    rows = [["config", "batch vid/sent", "forward s", "backward s", "optim s", "step s", "REF step s",
-             "vs REF", "REF same batch", "peak MB", "REF peak MB", "params M"]]
+    rows = [["config", "batch vid/sent", "forward s", "backward s", "optim s", "step s", "dense convs s",
+             "vs dense", "REF step s", "vs REF", "REF same batch", "peak MB", "REF peak MB", "params M"]]
     for name in names:
         tr = per[name].get("train") or {}
         if "total_s" not in tr:
@@ -668,29 +702,34 @@ def summarise(results, mode_name):
         ref = REFERENCE[name]
         same = tr["batch_videos"] == ref["train_batch"]
         ref_step = ref["step_s"] * tr["batch_videos"] / ref["train_batch"]  # per-video scaling when batches differ
-        s = {k: tr[k] for k in ("forward_s", "backward_s", "optimizer_s", "total_s", "batch_videos",
-                                "batch_sentences", "peak_rss_mb", "params_m", "timed_steps", "warmup_steps")}
+        dense = tr["dense"]
+        s = {k: tr[k] for k in ("forward_s", "backward_s", "optimizer_s", "total_s", "batch_videos", "tile_rows",
+                                "batch_sentences", "peak_rss_mb", "params_m", "timed_steps", "warmup_steps",
+                                "loss_max_abs_diff_dense")}
         s.update(reference_step_s=ref["step_s"], reference_batch=ref["train_batch"],
                  speedup_vs_reference=ref_step / tr["total_s"], same_batch_as_reference=same,
                  forward_speedup_vs_reference=ref["fwd_s"] * tr["batch_videos"] / ref["train_batch"] / tr["forward_s"],
-                 backward_speedup_vs_reference=ref["bwd_s"] * tr["batch_videos"] / ref["train_batch"] / tr["backward_s"])
+                 backward_speedup_vs_reference=ref["bwd_s"] * tr["batch_videos"] / ref["train_batch"] / tr["backward_s"],
+                 dense={k: dense[k] for k in ("forward_s", "backward_s", "optimizer_s", "total_s", "peak_rss_mb")},
+                 speedup_vs_dense=dense["total_s"] / tr["total_s"],
+                 dense_speedup_vs_reference=ref_step / dense["total_s"])
         summary["train"][name] = s
         rows.append([name, f"{tr['batch_videos']}/{tr['batch_sentences']}", _fmt(tr["forward_s"]),
-                     _fmt(tr["backward_s"]), _fmt(tr["optimizer_s"]), _fmt(tr["total_s"]), _fmt(ref["step_s"]),
-                     f"{s['speedup_vs_reference']:.2f}x", _fmt(same), _fmt(tr["peak_rss_mb"], 0),
-                     ref["train_peak_mb"], _fmt(tr["params_m"], 1)])
-    text.append(_table(" Training step (CPU, BERT frozen, median after warm-up) ", rows))
+                     _fmt(tr["backward_s"]), _fmt(tr["optimizer_s"]), _fmt(tr["total_s"]), _fmt(dense["total_s"]),
+                     f"{s['speedup_vs_dense']:.2f}x", _fmt(ref["step_s"]), f"{s['speedup_vs_reference']:.2f}x",
+                     _fmt(same), _fmt(tr["peak_rss_mb"], 0), ref["train_peak_mb"], _fmt(tr["params_m"], 1)])
+    text.append(_table(" Training step (CPU, BERT frozen, median after warm-up; dense convs = TILE_ROWS 0) ", rows))
 
     # ---- end-to-end
-    rows = [["config", "path", "videos/queries", "s", "ours s/1k q", "official s/1k q"]]
+    rows = [["config", "videos/queries", "ours s", "ours s/1k q", "dense + official evaluate() s/1k q", "speed-up"]]
     for name in names:
         e2e = (per[name].get("train") or {}).get("e2e")
         if not e2e:
             continue
-        summary["e2e"][name] = dict(e2e, official_s_per_1k_queries=None)
-        rows.append([name, e2e["path"], f"{e2e['videos']}/{e2e['queries']}", _fmt(e2e["s"]),
-                     _fmt(e2e["s_per_1k_queries"]), "(slot: lead)"])
-    text.append(_table(" End-to-end test_net path on a few test videos (random weights) ", rows))
+        summary["e2e"][name] = dict(e2e, speedup=e2e["official_s"] / e2e["s"])
+        rows.append([name, f"{e2e['videos']}/{e2e['queries']}", _fmt(e2e["s"]), _fmt(e2e["s_per_1k_queries"]),
+                     _fmt(e2e["official_s_per_1k_queries"]), f"{e2e['official_s'] / e2e['s']:.1f}x"])
+    text.append(_table(" End-to-end test path on a few test videos (random weights): model + evaluation ", rows))
 
     # ---- scaling
     ns = [per[name]["eval"]["num_clips"] for name in names if "num_clips" in (per[name].get("eval") or {})]
@@ -762,18 +801,21 @@ def summarise(results, mode_name):
         target("evaluation speed-up vs official (same run)", name, s["speedup"], ">= 50x",
                s["speedup"] >= TARGETS["eval_speedup"] and s["recalls_identical"] and s["top5_identical"])
     for name, s in summary["data"].items():
-        if s["loader_speedup"] is not None:
-            target("loader items/s vs official (same run)", name, s["loader_speedup"], ">= 10x",
-                   s["loader_speedup"] >= TARGETS["loader_speedup"])
-        if s.get("loader_cached_speedup") is not None:
-            target("loader items/s, FEATURE_CACHE_DIR on, vs official", name, s["loader_cached_speedup"], ">= 10x",
-                   s["loader_cached_speedup"] >= TARGETS["loader_speedup"])
-        if s["memory_ratio"] is not None:
-            target("dataset memory ours/official (same run)", name, s["memory_ratio"], "<= 0.2",
-                   s["memory_ratio"] <= TARGETS["memory_ratio"])
+        for key, label in (("loader_speedup", "loader items/s vs official (same run)"),
+                           ("loader_vs_reference", "loader items/s vs REFERENCE_TIMINGS"),
+                           ("loader_cached_speedup", "loader items/s, FEATURE_CACHE_DIR on, vs official (same run)"),
+                           ("loader_cached_vs_reference", "loader items/s, FEATURE_CACHE_DIR on, vs REFERENCE_TIMINGS")):
+            if s.get(key) is not None:
+                target(label, name, s[key], ">= 10x", s[key] >= TARGETS["loader_speedup"])
+        for key, label in (("memory_ratio", "dataset memory ours/official (same run)"),
+                           ("memory_ratio_vs_reference", "dataset memory ours/REFERENCE_TIMINGS")):
+            if s.get(key) is not None:
+                target(label, name, s[key], "<= 0.2", s[key] <= TARGETS["memory_ratio"])
     for name, s in summary["train"].items():
         target("train step speed-up vs REFERENCE_TIMINGS", name, s["speedup_vs_reference"], ">= 1.5x",
                s["speedup_vs_reference"] >= TARGETS["train_speedup"])
+        target("train step speed-up, dense convs (TILE_ROWS 0), vs REFERENCE_TIMINGS", name,
+               s["dense_speedup_vs_reference"], ">= 1.5x", s["dense_speedup_vs_reference"] >= TARGETS["train_speedup"])
     text.append(_table(f" Targets ({mode_name}) ", rows))
     return summary, "\n".join(text)
 
