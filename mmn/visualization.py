@@ -87,12 +87,15 @@ def plot_training_curves(metrics_jsonl, path, size=(9.0, 3.5), dpi=100):
     left.set_xlabel("epoch")
     left.set_title("training losses", fontsize=9)
     left.legend(fontsize=8)
-    tested = [r for r in records if "test" in r]
-    for key in [k for k in (tested[0]["test"] if tested else {}) if k.startswith("R@") or k == "mIoU"]:
-        right.plot([r["epoch"] for r in tested], [r["test"][key] * 100 for r in tested], marker="o", label=key)
+    splits = [split for split in ("test", "val") if any(split in r for r in records)]
+    for split, style in zip(splits, ("-", "--")):
+        tested = [r for r in records if split in r]
+        for key in [k for k in tested[0][split] if k.startswith("R@") or k == "mIoU"]:
+            right.plot([r["epoch"] for r in tested], [r[split][key] * 100 for r in tested], style, marker="o",
+                       label=f"{key} ({split})" if len(splits) > 1 else key)
     right.set_xlabel("epoch")
-    right.set_title("test recall (%)", fontsize=9)
-    if tested:
+    right.set_title(f"{' / '.join(splits) or 'test'} recall (%)", fontsize=9)
+    if splits:
         right.legend(fontsize=7)
     fig.tight_layout()
     _save(fig, path, plt)

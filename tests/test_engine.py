@@ -77,6 +77,19 @@ def test_train_then_evaluate_single_process(dropout_text_encoder, tmp_path):
         assert all(0 <= m[0] < m[1] <= q["duration"] + 1e-4 for m in q["top5"])
 
 
+def test_validation_split_picks_the_best_checkpoint(parity_text_encoder_dir, tmp_path):
+    """With DATASETS.VAL, best_<dataset>.pth follows the val recalls; the test split is still logged."""
+    cfg = make_cfg(parity_text_encoder_dir, tmp_path, "DATASETS.VAL", "('charades_train',)")
+    best = run_train(cfg)
+    records = [json.loads(line) for line in open(tmp_path / "metrics.jsonl")]
+    assert all({"val", "test"} <= set(r) for r in records)
+    val_sums = [sum(v for k, v in r["val"].items() if k.startswith("R@")) for r in records]
+    test_sums = [sum(v for k, v in r["test"].items() if k.startswith("R@")) for r in records]
+    assert best["score"] == pytest.approx(max(val_sums)) and best["score"] not in test_sums
+    assert best["epoch"] == 1 + val_sums.index(max(val_sums))
+    assert load(tmp_path / f"best_{cfg.DATASETS.NAME}.pth")["epoch"] == best["epoch"]
+
+
 def test_same_seed_same_run(dropout_text_encoder, tmp_path):
     run_train(make_cfg(dropout_text_encoder, tmp_path / "a", "SOLVER.MAX_EPOCH", "1"))
     run_train(make_cfg(dropout_text_encoder, tmp_path / "b", "SOLVER.MAX_EPOCH", "1"))

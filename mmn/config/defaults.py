@@ -23,6 +23,9 @@ _C.DATASETS = CN()
 _C.DATASETS.NAME = ""
 _C.DATASETS.TRAIN = ()
 _C.DATASETS.TEST = ()
+# (mmn) split that picks best_<NAME>.pth during training (e.g. ("activitynet_val",)); empty = the test
+# split, as the official code does. The test split is still evaluated and logged either way.
+_C.DATASETS.VAL = ()
 _C.DATASETS.ROOT = "dataset"  # (mmn) root of the catalog's relative paths
 
 _C.DATALOADER = CN()

@@ -74,36 +74,37 @@ class HDF5FeatureReader:
         """Fail early, naming the file and the first offending ids, if any video has no features
         (or a group where the clip-feature array should be: a feature file of another layout)."""
         handle = self._handle()
-        missing, wrong = [], []
+        problems = {"missing": [], "group": []}
         for v in vids:
-            node = handle.get(v)
-            if node is not None and self.key is not None:
-                node = node.get(self.key) if isinstance(node, h5py.Group) else None
-            if node is None:
-                missing.append(v)
-            elif not isinstance(node, h5py.Dataset):
-                wrong.append(v)
-        if missing:
-            where = f"[{self.key!r}]" if self.key else ""
-            raise FeatureError(
-                f"{self.path}: {len(missing)} video(s) have no features{where}, e.g. {missing[:5]}")
-        if wrong:
-            raise FeatureError(f"{self.path}: video(s) {wrong[:5]}: expected an HDF5 dataset of clip features, "
-                               f"found a group (wrong feature file for this annotation format?)")
+            problem = self._lookup(handle, v)[1]
+            if problem:
+                problems[problem].append(v)
+        if problems["missing"]:
+            raise FeatureError(self._message(problems["missing"][:5], "missing", len(problems["missing"])))
+        if problems["group"]:
+            raise FeatureError(self._message(problems["group"][:5], "group"))
+
+    def _lookup(self, handle, vid):
+        """(the clip-feature dataset of ``vid``, None), or (None, "missing" | "group")."""
+        node = handle.get(vid)
+        if node is not None and self.key is not None:
+            node = node.get(self.key) if isinstance(node, h5py.Group) else None
+        if node is None:
+            return None, "missing"
+        return (node, None) if isinstance(node, h5py.Dataset) else (None, "group")
+
+    def _message(self, vids, problem, total=None):
+        where = f"[{self.key!r}]" if self.key else ""
+        if problem == "missing":
+            return f"{self.path}: {total or len(vids)} video(s) have no features{where}, e.g. {vids}"
+        return (f"{self.path}: video(s) {vids}: expected an HDF5 dataset of clip features{where}, found a group "
+                f"(wrong feature file for this annotation format?)")
 
     def read(self, vid):
         """Raw (num_clips, D) float32 tensor of ``vid``, validated."""
-        handle = self._handle()
-        node = handle.get(vid)
-        if node is None:
-            raise FeatureError(f"{self.path}: video {vid!r} not found")
-        if self.key is not None:
-            if not isinstance(node, h5py.Group) or self.key not in node:
-                raise FeatureError(f"{self.path}: video {vid!r}: no {self.key!r} features under it")
-            node = node[self.key]
-        if not isinstance(node, h5py.Dataset):
-            raise FeatureError(f"{self.path}: video {vid!r}: expected an HDF5 dataset of clip features, found a "
-                               f"group (wrong feature file for this annotation format?)")
+        node, problem = self._lookup(self._handle(), vid)
+        if problem:
+            raise FeatureError(self._message([vid], problem))
         array = np.asarray(node[()], dtype=np.float32)
         if array.ndim != 2 or array.shape[0] == 0:
             raise FeatureError(f"{self.path}: video {vid!r}: expected a (num_clips, D) array, got shape {array.shape}")

@@ -80,11 +80,12 @@ def train(cfg, device, resume=None):
             raise FileNotFoundError(f"{cfg.OUTPUT_DIR}/last_checkpoint: nothing to resume from")
         start_epoch, best = checkpointer.resume(path, model, optimizer, scheduler)
     train_set = build_dataset(cfg, cfg.DATASETS.TRAIN[0], is_train=True)
-    test_set = build_dataset(cfg, cfg.DATASETS.TEST[0]) if cfg.DATASETS.TEST else None
     train_loader = make_data_loader(cfg, train_set, is_train=True)
-    test_loader = make_data_loader(cfg, test_set, is_train=False) if test_set is not None else None
+    test_loader, val_loader = (make_data_loader(cfg, build_dataset(cfg, splits[0]), is_train=False) if splits else None
+                               for splits in (cfg.DATASETS.TEST, cfg.DATASETS.VAL))
     model = _wrap_ddp(model, device)
-    return do_train(cfg, model, train_loader, test_loader, optimizer, scheduler, device, start_epoch, best)
+    return do_train(cfg, model, train_loader, test_loader, optimizer, scheduler, device, start_epoch, best,
+                    val_loader=val_loader)
 
 
 def test(cfg, device, ckpt, out=None, vis=0):

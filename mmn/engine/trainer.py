@@ -79,17 +79,20 @@ def _tensorboard_log(output_dir, record):
     for key, value in record.items():
         if key.startswith("loss"):
             writer.add_scalar(f"train/{key}", value, record["epoch"])
-    for key, value in record.get("test", {}).items():
-        writer.add_scalar(f"test/{key}", value, record["epoch"])
+    for split in ("val", "test"):
+        for key, value in record.get(split, {}).items():
+            writer.add_scalar(f"{split}/{key}", value, record["epoch"])
     writer.flush()
 
 
-def do_train(cfg, model, train_loader, test_loader, optimizer, scheduler, device, start_epoch=1, best=None):
+def do_train(cfg, model, train_loader, test_loader, optimizer, scheduler, device, start_epoch=1, best=None,
+             val_loader=None):
     """Train from ``start_epoch`` to SOLVER.MAX_EPOCH (1-based, inclusive).
 
     After each epoch: step the schedule, evaluate every TEST_PERIOD epochs from SKIP_TEST on, keep
-    ``best_<dataset>.pth`` (highest sum of the recall table), save ``model_{epoch}e.pth`` every
-    CHECKPOINT_PERIOD epochs and at the last one, and append the epoch's metrics to metrics.jsonl.
+    ``best_<dataset>.pth`` (highest sum of the recall table on ``val_loader`` when given, else on
+    ``test_loader``), save ``model_{epoch}e.pth`` every CHECKPOINT_PERIOD epochs and at the last one,
+    and append the epoch's metrics to metrics.jsonl.
     """
     checkpointer = Checkpointer(cfg.OUTPUT_DIR, cfg)
     best = dict(best or {"score": -math.inf, "epoch": None})
@@ -107,10 +110,13 @@ def do_train(cfg, model, train_loader, test_loader, optimizer, scheduler, device
                     ", ".join(f"{k} {v:.4f}" for k, v in losses.items()), record["time_s"])
         due = cfg.SOLVER.TEST_PERIOD > 0 and epoch % cfg.SOLVER.TEST_PERIOD == 0 and epoch >= cfg.SOLVER.SKIP_TEST
         is_best = False
-        if test_loader is not None and due:
-            metrics, _, _ = evaluate(cfg, model, test_loader, device)
-            record["test"] = metrics
-            score = recall_sum(metrics)
+        if due:
+            for split, loader in (("val", val_loader), ("test", test_loader)):
+                if loader is not None:
+                    record[split], _, _ = evaluate(cfg, model, loader, device)
+        selection = record.get("val", record.get("test"))
+        if selection is not None:
+            score = recall_sum(selection)
             if score > best["score"]:
                 best = {"score": score, "epoch": epoch}
                 is_best = True
