@@ -31,6 +31,14 @@ def test_cache_gives_the_same_items_and_is_reused(parity_text_encoder_dir, tmp_p
     build_dataset(_cfg(parity_text_encoder_dir, root, tmp_path / "cache"), "charades_train")
     assert os.path.getmtime(path) == mtime  # reused, not rebuilt
 
+    # items are views of a copy-on-write mapping (like TensorDataset's): a write stays in this process
+    before = path.read_bytes()
+    cached[0]["feats"].fill_(7.0)
+    assert (cached[0]["feats"] == 7.0).all()
+    reopened = build_dataset(_cfg(parity_text_encoder_dir, root, tmp_path / "cache"), "charades_train")
+    assert torch.equal(reopened[0]["feats"], plain[0]["feats"])
+    assert path.read_bytes() == before
+
 
 def test_stale_cache_is_rebuilt(parity_text_encoder_dir, tmp_path):
     import shutil

@@ -142,7 +142,7 @@ def resampled_cache_path(cache_dir, feat_file, num_segments, split_file):
 
 class ResampledFeatureCache:
     """Features already L2-normalised and resampled, one (V, P, D) float32 .npy file memory-mapped
-    (a read is one copy of P x D floats), with a JSON index (video order, source signature) beside it."""
+    (a read is a view; the batch's stack copies it), with a JSON index (video order, source signature)."""
 
     def __init__(self, path):
         self.path = path
@@ -152,8 +152,10 @@ class ResampledFeatureCache:
 
     def read(self, vid):
         if self._array is None:  # opened lazily: after the fork, in each loader worker
-            self._array = np.load(self.path, mmap_mode="r")
-        return torch.from_numpy(np.array(self._array[self.index[vid]]))
+            # copy-on-write mapping: items are zero-copy views (the collator's stack is the one copy),
+            # and writing to one never reaches the file
+            self._array = np.load(self.path, mmap_mode="c")
+        return torch.from_numpy(self._array[self.index[vid]])
 
     def __getstate__(self):
         return dict(self.__dict__, _array=None)
