@@ -18,8 +18,11 @@ Measures, per config:
               features; ours and the official-style dataset.
   train       seconds per step (forward, backward, optimiser) at a small CPU batch, BERT frozen, a
               randomly initialised DistilBERT of base size; median of the steps after a warm-up;
-              peak resident memory. Compared with docs REFERENCE_TIMINGS.md (the official code).
-  end-to-end  test_net's path (mmn.engine.inference.run_inference + recall table) on a few test videos.
+              peak resident memory; the default band-tiled proposal convs and, from the same weights
+              on the same batch, the dense ones (the official computation). Compared with
+              REFERENCE_TIMINGS.md (the official code).
+  end-to-end  test_net's path (mmn.engine.inference.run_inference + recall table) on a few test videos,
+              and the same weights with dense convs + the official evaluate().
 """
 import argparse
 import gc
@@ -907,7 +910,7 @@ def orchestrate(args):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="fewer videos, queries and steps (~2 minutes)")
+    parser.add_argument("--quick", action="store_true", help="fewer videos, queries and steps (~1 minute)")
     parser.add_argument("--out", default=None, metavar="FILE.json", help="write all figures as JSON")
     parser.add_argument("--datasets", default=",".join(DATASETS), help="comma-separated subset of " + ", ".join(DATASETS))
     parser.add_argument("--only", default=None, help="comma-separated subset of eval, data, train")
