@@ -307,3 +307,14 @@ def test_malformed_yaml_and_missing_config_name_the_file(tmp_path):
         load_config(str(bad))
     with pytest.raises(ConfigError, match="nope.yaml: config file not found"):
         load_config(str(tmp_path / "nope.yaml"))
+
+
+def test_text_encoder_that_cannot_be_loaded_names_the_path_and_the_key(tmp_path):
+    from mmn.data.tokenization import TextEncoderLoadError, load_tokenizer
+    from mmn.modeling.mmn.text_encoder import load_pretrained_encoder
+
+    missing = str(tmp_path / "no_such_encoder")
+    for load, what in ((load_tokenizer, "tokenizer"), (load_pretrained_encoder, "text encoder")):
+        with pytest.raises(TextEncoderLoadError, match="MODEL.MMN.TEXT_ENCODER.PRETRAINED") as err:
+            load(missing)
+        assert f"{what} {missing!r}" in str(err.value)

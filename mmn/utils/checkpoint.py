@@ -69,8 +69,8 @@ def _few(keys, limit=10):
     return ", ".join(keys[:limit]) + more
 
 
-def atomic_save(obj, path):
-    """torch.save to a temporary file in the same folder, fsync, then rename over ``path``.
+def _atomic_write(path, mode, write):
+    """Call ``write(file)`` on a temporary file in the same folder, fsync, then rename over ``path``.
 
     A crash at any point leaves either the previous file or the complete new one.
     """
@@ -78,8 +78,8 @@ def atomic_save(obj, path):
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".tmp-" + os.path.basename(path) + "-", dir=folder)
     try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
+        with os.fdopen(fd, mode) as f:
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -87,23 +87,16 @@ def atomic_save(obj, path):
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
+
+
+def atomic_save(obj, path):
+    """``torch.save(obj, path)`` atomically (temporary file + fsync + rename)."""
+    _atomic_write(path, "wb", lambda f: torch.save(obj, f))
 
 
 def atomic_write_text(text, path):
-    """Write a small text file atomically (same temp + rename scheme)."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-" + os.path.basename(path) + "-", dir=folder)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    """Write a small text file atomically (same temporary file + rename scheme)."""
+    _atomic_write(path, "w", lambda f: f.write(text))
 
 
 class Checkpointer:

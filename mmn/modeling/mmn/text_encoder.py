@@ -2,19 +2,14 @@
 import torch
 from torch import nn
 
-from ...data.tokenization import TextEncoderLoadError
+from ...data.tokenization import from_pretrained
 
 
 def load_pretrained_encoder(name_or_path):
     """``AutoModel.from_pretrained``: DistilBERT for the official setup, any BERT-family encoder works."""
     from transformers import AutoModel
 
-    try:
-        return AutoModel.from_pretrained(name_or_path)
-    except (OSError, ValueError) as err:
-        raise TextEncoderLoadError(
-            f"cannot load the text encoder {name_or_path!r} ({err.__class__.__name__}: {err}). Without network, "
-            "set MODEL.MMN.TEXT_ENCODER.PRETRAINED to a local from_pretrained directory") from None
+    return from_pretrained(AutoModel, name_or_path, "text encoder")
 
 
 class SentenceEncoder(nn.Module):
