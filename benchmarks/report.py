@@ -140,7 +140,7 @@ def summarise(results, mode_name):
                  speedup_vs_reference=ref_step / tr["total_s"], same_batch_as_reference=same,
                  forward_speedup_vs_reference=ref["fwd_s"] * tr["batch_videos"] / ref["train_batch"] / tr["forward_s"],
                  backward_speedup_vs_reference=ref["bwd_s"] * tr["batch_videos"] / ref["train_batch"] / tr["backward_s"],
-                 dense={k: dense[k] for k in ("forward_s", "backward_s", "optimizer_s", "total_s", "peak_rss_mb")},
+                 dense={k: dense[k] for k in ("forward_s", "backward_s", "optimizer_s", "total_s")},
                  speedup_vs_dense=dense["total_s"] / tr["total_s"],
                  dense_speedup_vs_reference=ref_step / dense["total_s"])
         summary["train"][name] = s
