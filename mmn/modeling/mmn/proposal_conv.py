@@ -101,7 +101,8 @@ class ProposalConv(nn.Module):
             self.tiles[k] = auto_tiles(active, kernel_size) if tile_rows < 0 else plan_tiles(active, tile_rows)
 
     def forward(self, x):
-        """x: B x H x N x N -> (contrastive map, iou map), each B x JOINT x N x N."""
+        """x: B x H x N x N, zero outside mask2d (as the moment map is; the tiled convs rely on it)
+        -> (contrastive map, iou map), each B x JOINT x N x N."""
         for k, (conv, bn) in enumerate(zip(self.convs, self.bn)):
             weight = getattr(self, f"mask_weight_{k}")
             y = conv(x) if self.tiles[k] is None else tiled_conv2d(x, conv, self.tiles[k], weight.shape[1])
