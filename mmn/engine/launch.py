@@ -57,6 +57,11 @@ def _wrap_ddp(model, device):
         broadcast_buffers=False, find_unused_parameters=True)
 
 
+def _eval_loader(cfg, splits):
+    """Loader over the first split of ``splits`` (DATASETS.TEST or DATASETS.VAL); None when empty."""
+    return make_data_loader(cfg, build_dataset(cfg, splits[0]), is_train=False) if splits else None
+
+
 def train(cfg, device, resume=None):
     """Build everything and train; returns the best {score, epoch}. ``resume``: None, "last" or a path."""
     model = build_model(cfg)
@@ -81,8 +86,7 @@ def train(cfg, device, resume=None):
         start_epoch, best = checkpointer.resume(path, model, optimizer, scheduler)
     train_set = build_dataset(cfg, cfg.DATASETS.TRAIN[0], is_train=True)
     train_loader = make_data_loader(cfg, train_set, is_train=True)
-    test_loader, val_loader = (make_data_loader(cfg, build_dataset(cfg, splits[0]), is_train=False) if splits else None
-                               for splits in (cfg.DATASETS.TEST, cfg.DATASETS.VAL))
+    test_loader, val_loader = _eval_loader(cfg, cfg.DATASETS.TEST), _eval_loader(cfg, cfg.DATASETS.VAL)
     model = _wrap_ddp(model, device)
     return do_train(cfg, model, train_loader, test_loader, optimizer, scheduler, device, start_epoch, best,
                     val_loader=val_loader)
