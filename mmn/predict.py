@@ -18,7 +18,7 @@ from .config import load_config, resolve_device
 from .data.annotations import FEATURE_KEYS
 from .data.features import FeatureError, HDF5FeatureReader, prepare_video_features
 from .data.tokenization import load_tokenizer
-from .evaluation import fuse_scores, top_moments
+from .evaluation import fused_top_moments
 from .modeling import build_model
 from .structures import TLGBatch
 from .utils.checkpoint import atomic_write_text, load_model_weights
@@ -117,11 +117,11 @@ class Predictor:
             indices=torch.tensor([0]),
             query_indices=torch.arange(count),
         ).to(self.device)
-        with autocast(self.cfg, self.device):
+        with autocast(self.cfg.MODEL.AMP, self.device):
             out = self.model(batch)
-        fused = fuse_scores(out["contrastive"], out["iou"], self.cfg.TEST.CONTRASTIVE_SCORE_POW).float().cpu()
-        moments, scores = top_moments(fused, torch.full((count,), duration, dtype=torch.float64),
-                                      self.cfg.TEST.NMS_THRESH, k=topk)
+        fused, moments, scores = fused_top_moments(out["contrastive"], out["iou"],
+                                                   torch.full((count,), duration, dtype=torch.float64),
+                                                   self.cfg.TEST.NMS_THRESH, self.cfg.TEST.CONTRASTIVE_SCORE_POW, k=topk)
         results = []
         for sentence, m, s, score2d in zip(sentences, moments, scores, fused):
             kept = torch.isfinite(s)

@@ -22,7 +22,7 @@ def _setup(text_encoder, *opts):
     model = apply_speed_options(model, cfg, CPU).eval()
     dataset = build_dataset(cfg, "charades_test")
     batch = BatchCollator(cfg.MODEL.MMN.NUM_CLIPS)([dataset[i] for i in range(len(dataset))])
-    with torch.no_grad(), autocast(cfg, CPU):
+    with torch.no_grad(), autocast(cfg.MODEL.AMP, CPU):
         out = model(batch)
     return cfg, model, out
 
@@ -43,7 +43,7 @@ def test_bf16_autocast_close_and_losses_fp32(parity_text_encoder_dir):
     model.train()
     dataset = build_dataset(cfg, "charades_train")
     batch = BatchCollator(cfg.MODEL.MMN.NUM_CLIPS)([dataset[i] for i in range(4)])
-    with autocast(cfg, CPU):
+    with autocast(cfg.MODEL.AMP, CPU):
         losses = model(batch)
     assert all(v.dtype == torch.float32 for v in losses.values())
 

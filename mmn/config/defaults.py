@@ -31,8 +31,8 @@ _C.DATASETS.ROOT = "dataset"  # (mmn) root of the catalog's relative paths
 _C.DATALOADER = CN()
 _C.DATALOADER.NUM_WORKERS = 4
 _C.DATALOADER.SIZE_DIVISIBILITY = 0
-# (mmn) opt-in: a folder for HDF5 files of features already L2-normalised and resampled to NUM_PRE_CLIPS,
-# built once (rank 0) and reused while the source file is unchanged; "" reads the raw features each time
+# (mmn) opt-in: a folder for .npy files (memory-mapped) of features already L2-normalised and resampled to
+# NUM_PRE_CLIPS, built once (rank 0) and reused while the source file is unchanged; "" reads the raw features
 _C.DATALOADER.FEATURE_CACHE_DIR = ""
 
 _C.MODEL.MMN = CN()

@@ -132,12 +132,13 @@ class TLGDataset(torch.utils.data.Dataset):
         else:
             feats = prepare_video_features(self.features.read(vid), self.num_pre_clips)
         query, wordlen = self.tokens_of(idx)
+        start, end = self.sentence_range(idx)
         return {
             "feats": feats,
             "query": query,
             "wordlen": wordlen,
-            "moment": self.get_moment(idx),
+            "moment": self.moments[start:end],
             "duration": self.get_duration(idx),
             "idx": idx,
-            "query_start": self.sentence_range(idx)[0],
+            "query_start": start,
         }

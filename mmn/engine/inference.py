@@ -5,8 +5,9 @@ import torch
 from terminaltables import AsciiTable
 from tqdm import tqdm
 
-from ..evaluation import fuse_scores, metric_spec, recall_table, top_moments
+from ..evaluation import fused_top_moments, metric_spec, recall_table
 from ..utils import comm
+from ..utils.speed import autocast
 
 logger = logging.getLogger("mmn.inference")
 
@@ -20,8 +21,9 @@ def _batch_top_moments(out, batch, nms_thresh, contrastive_pow, topk):
         durations = batch.durations.cpu().double()
         moments = out["moments"].double().cpu() * durations[:, None, None]
         return moments, out["scores"].float().cpu()
-    fused = fuse_scores(out["contrastive"], out["iou"], contrastive_pow).float().cpu()
-    return top_moments(fused, batch.sentence_durations.cpu(), nms_thresh, k=topk)
+    _, moments, scores = fused_top_moments(out["contrastive"], out["iou"], batch.sentence_durations.cpu(), nms_thresh,
+                                           contrastive_pow, k=topk)
+    return moments, scores
 
 
 @torch.no_grad()
@@ -35,7 +37,7 @@ def run_inference(model, loader, device, nms_thresh, contrastive_pow, topk=5, am
     dataset = loader.dataset
     results = {}
     for batch in tqdm(loader, desc="eval", disable=not comm.is_main_process(), leave=False):
-        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=amp):
+        with autocast(amp, device):
             out = model(batch.to(device))
         moments, scores = _batch_top_moments(out, batch, nms_thresh, contrastive_pow, topk)
         for q, m, s in zip(batch.query_indices.tolist(), moments, scores):

@@ -118,18 +118,18 @@ def test(cfg, device, ckpt, out=None, vis=0):
 def visualize_queries(cfg, model, dataset, count, out_dir, device):
     """Score map and timeline PNGs of the first ``count`` queries of ``dataset``; returns the paths."""
     from ..data import BatchCollator
-    from ..evaluation import fuse_scores, top_moments
+    from ..evaluation import fused_top_moments
     from ..visualization import plot_score_map, plot_timeline
 
     count = min(count, dataset.num_queries)
     videos = sorted(set(dataset.query_video_index()[:count].tolist()))
     batch = BatchCollator(cfg.MODEL.MMN.NUM_CLIPS, dataset.pad_token_id)([dataset[i] for i in videos]).to(device)
     model.eval()
-    with autocast(cfg, device):
+    with autocast(cfg.MODEL.AMP, device):
         out = model(batch)
-    fused = fuse_scores(out["contrastive"], out["iou"], cfg.TEST.CONTRASTIVE_SCORE_POW).float().cpu()
     durations = batch.sentence_durations.cpu()
-    top, scores = top_moments(fused, durations, cfg.TEST.NMS_THRESH, k=5)
+    fused, top, scores = fused_top_moments(out["contrastive"], out["iou"], durations, cfg.TEST.NMS_THRESH,
+                                           cfg.TEST.CONTRASTIVE_SCORE_POW, k=5)
     paths = []
     for q in range(count):  # the first videos hold the first queries, so batch row q is query q
         kept = torch.isfinite(scores[q])

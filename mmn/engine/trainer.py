@@ -10,6 +10,7 @@ from tqdm import tqdm
 
 from ..utils import comm
 from ..utils.checkpoint import Checkpointer
+from ..utils.speed import autocast
 from .inference import evaluate, recall_sum
 
 logger = logging.getLogger("mmn.trainer")
@@ -36,7 +37,7 @@ def train_one_epoch(model, loader, optimizer, epoch, device, max_grad_norm, amp=
         if hasattr(module, "train_step"):  # the model owns its update (CNM alternates two optimisers)
             losses = {k: v for k, v in module.train_step(batch, optimizer).items() if k.startswith("loss")}
         else:
-            with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=amp):
+            with autocast(amp, device):
                 losses = model(batch, epoch=epoch)
             optimizer.zero_grad(set_to_none=True)
             losses["loss"].backward()

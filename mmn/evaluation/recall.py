@@ -38,6 +38,11 @@ def metric_spec(cfg):
 CHUNK_CELLS = 2 ** 22
 
 
+def _queries_per_chunk(num_clips):
+    """Queries per chunk so that a chunk's Q x N x N working set stays around CHUNK_CELLS."""
+    return max(1, CHUNK_CELLS // max(num_clips * num_clips, 1))
+
+
 def fuse_scores(contrastive, iou, contrastive_pow):
     """Official fusion: ((contrastive * 0.5 + 0.5) ** pow) * iou."""
     if torch.is_grad_enabled() and (contrastive.requires_grad or iou.requires_grad):
@@ -64,7 +69,7 @@ def top_moments(score2d, durations, nms_thresh, k=5, chunk=None, prefix=32):
     """
     q, n, _ = score2d.shape
     if chunk is None:
-        chunk = max(1, CHUNK_CELLS // max(n * n, 1))  # bound the Q x N*N working set
+        chunk = _queries_per_chunk(n)
     if q > chunk:
         parts = [top_moments(score2d[s:s + chunk], durations[s:s + chunk], nms_thresh, k, chunk, prefix)
                  for s in range(0, q, chunk)]
@@ -86,22 +91,30 @@ def top_moments(score2d, durations, nms_thresh, k=5, chunk=None, prefix=32):
         row_keys = keys[rows]
         if width >= keys.shape[1]:  # every candidate: a full stable sort
             order = torch.sort(row_keys, dim=1, descending=True, stable=True).indices
-            complete_prefix = torch.ones(len(rows), dtype=torch.bool)
+            complete_prefix = exact = torch.ones(len(rows), dtype=torch.bool)
         else:
             order, complete_prefix, exact = _sorted_prefix(row_keys, width)
-            if not exact.all():  # ties at the prefix boundary: these rows go on with more candidates
-                complete_prefix &= exact
         found, moments, top_scores = _greedy_nms_rounds(
             scores[rows].gather(1, order), valid[rows].gather(1, order), cell_start[order], cell_end[order],
             durations[rows], n, nms_thresh, k)
-        done = (found == k) | complete_prefix
-        if width < keys.shape[1]:
-            done &= exact
+        # a row is final once its prefix is exact (ties at the boundary go on with more candidates)
+        # and holds k kept moments or every candidate
+        done = ((found == k) | complete_prefix) & exact
         kept_moments[rows[done]] = moments[done]
         kept_scores[rows[done]] = top_scores[done]
         rows = rows[~done]
         width = min(width * 4, keys.shape[1])
     return kept_moments, kept_scores
+
+
+def fused_top_moments(contrastive, iou, durations, nms_thresh, contrastive_pow, k=5):
+    """A score-map model's output to its answers: ``fuse_scores``, then ``top_moments``.
+
+    Returns (fused Q x N x N float32 on the CPU, moments Q x k x 2 seconds, scores Q x k).
+    """
+    fused = fuse_scores(contrastive, iou, contrastive_pow).float().cpu()
+    moments, scores = top_moments(fused, durations, nms_thresh, k=k)
+    return fused, moments, scores
 
 
 def _sorted_prefix(keys, width):
@@ -174,7 +187,7 @@ def evaluate_predictions(contrastive, iou, durations, gt_moments, dataset_name, 
         raise ValueError(f"no IoU thresholds for dataset {dataset_name!r}; known: {sorted(IOU_THRESHOLDS)}")
     durations = torch.as_tensor(durations, dtype=torch.float64)
     q, n = contrastive.shape[0], contrastive.shape[-1]
-    chunk = max(1, CHUNK_CELLS // max(n * n, 1))
+    chunk = _queries_per_chunk(n)
     parts = [top_moments(fuse_scores(contrastive[s:s + chunk], iou[s:s + chunk], contrastive_pow),
                          durations[s:s + chunk], nms_thresh, k=k) for s in range(0, q, chunk)]
     top = torch.cat([p[0] for p in parts]) if parts else torch.empty(0, k, 2)

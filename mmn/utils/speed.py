@@ -1,6 +1,4 @@
 """Opt-in speed options (MODEL.AMP, MODEL.CHANNELS_LAST, MODEL.COMPILE); all off by default."""
-import contextlib
-
 import torch
 
 
@@ -14,8 +12,6 @@ def apply_speed_options(model, cfg, device):
     return model
 
 
-def autocast(cfg, device):
-    """bf16 autocast around forward passes when MODEL.AMP is set (the losses run in fp32 inside the model)."""
-    if not cfg.MODEL.AMP:
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+def autocast(enabled, device):
+    """bf16 autocast around forward passes when ``enabled`` (MODEL.AMP); the losses run in fp32 inside the model."""
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=enabled)
