@@ -394,7 +394,7 @@ def worker_train(spec):
         train_set = TLGDataset(spec["train_ann"], spec["feat_file"], name, cfg.INPUT.NUM_PRE_CLIPS,
                                spec["text_encoder"], feat_dim=mmn.FEATPOOL.INPUT_SIZE)
         # the first videos in dataset order, one fixed batch (loader time is measured separately)
-        batch = BatchCollator(mmn.NUM_CLIPS, train_set.pad_token_id)([train_set[i] for i in range(batch_videos)])
+        batch = BatchCollator(train_set.pad_token_id)([train_set[i] for i in range(batch_videos)])
         ours = _time_train_steps(cfg, model, batch, spec, "tiled convs")
         dense = _time_train_steps(dense_cfg, dense_model(), batch, spec, "dense convs")
         dense.pop("peak_rss_mb")  # measured with the tiled model still resident: not comparable

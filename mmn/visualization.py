@@ -1,6 +1,7 @@
 """Plots (matplotlib, Agg backend): a query's 2D moment score map, a timeline, training curves."""
 import json
-import os
+
+from .utils.checkpoint import atomic_write
 
 
 def _pyplot():
@@ -106,8 +107,7 @@ def _short(text, limit=70):
 
 
 def _save(fig, path, plt):
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = path + ".tmp.png"
-    fig.savefig(tmp)
-    plt.close(fig)
-    os.replace(tmp, path)
+    try:
+        atomic_write(path, "wb", lambda f: fig.savefig(f, format="png"))
+    finally:
+        plt.close(fig)

@@ -10,15 +10,15 @@ import pytest
 import torch
 
 from mmn.config import get_default_config
-from mmn.data.cnm_dataset import (CNMBatch, CNMCollator, CNMDataset, build_cnm_dataset, build_cnm_vocabulary,
-                                   make_cnm_data_loader)
+from mmn.data import make_data_loader
+from mmn.data.cnm_dataset import CNMBatch, CNMCollator, CNMDataset, build_cnm_dataset, build_cnm_vocabulary
 from mmn.data.cnm_text import (CNMVocabulary, load_glove_npz, load_glove_text, masking_weight, tokenize,
                                word_tokenize)
 from mmn.data.features import resample_clips
+from mmn.evaluation import metric_spec, recall_table
 from mmn.modeling.cnm import CNM
 from mmn.modeling.cnm.attention import MaskConditionedAttention
 from mmn.modeling.cnm.cnm import sample_masked_words
-from mmn.modeling.cnm.evaluate import evaluate_cnm
 from mmn.modeling.cnm.gauss import easy_negative_mask, gaussian_mask, moments_from_gaussian
 from mmn.modeling.cnm.loss import ivc_loss, rec_loss, reconstruction_nll
 from mmn.modeling.cnm.optim import FairseqAdam, InverseSqrtSchedule
@@ -506,7 +506,7 @@ def train_tiny(tmp_path, shuffle_timestamps):
     cfg.SOLVER.BATCH_SIZE = 4
     cfg.DATALOADER.NUM_WORKERS = 0
     cfg.SEED = 3
-    loader = make_cnm_data_loader(cfg, ds, is_train=True)
+    loader = make_data_loader(cfg, ds, is_train=True)
     torch.manual_seed(cfg.SEED)
     model = CNM(cfg)
     opt = model.build_optimizers(cfg)
@@ -572,14 +572,21 @@ def test_builders_from_config(tmp_path):
         build_cnm_vocabulary(cfg)
 
 
-def test_evaluate_cnm_uses_cnm_thresholds():
+def test_cnm_is_scored_at_its_thresholds():
+    def evaluate(moments, durations, gt, dataset):
+        cfg = cnm_cfg()
+        cfg.DATASETS.NAME = dataset
+        thresholds, recalls = metric_spec(cfg)
+        seconds = moments.double() * durations.double()[:, None, None]  # normalised -> seconds, as inference
+        return recall_table(seconds, gt.double(), thresholds, recalls=recalls)
+
     moments = torch.tensor([[[0.0, 0.5]], [[0.5, 1.0]], [[0.1, 0.2]]])
-    metrics = evaluate_cnm(moments, torch.tensor([10.0, 20.0, 10.0]), torch.tensor([[0.0, 5.0], [0.0, 10.0], [1.0, 3.0]]),
-                           "charades")
+    metrics = evaluate(moments, torch.tensor([10.0, 20.0, 10.0]), torch.tensor([[0.0, 5.0], [0.0, 10.0], [1.0, 3.0]]),
+                       "charades")
     assert set(metrics) == {"R@1,IoU@0.3", "R@1,IoU@0.5", "R@1,IoU@0.7", "mIoU"}
     assert metrics["R@1,IoU@0.5"] == pytest.approx(2 / 3)
     assert metrics["mIoU"] == pytest.approx((1 + 0 + 0.5) / 3)
-    assert set(evaluate_cnm(moments, torch.ones(3), torch.ones(3, 2), "activitynet")) == \
+    assert set(evaluate(moments, torch.ones(3), torch.ones(3, 2), "activitynet")) == \
         {"R@1,IoU@0.1", "R@1,IoU@0.3", "R@1,IoU@0.5", "mIoU"}
 
 

@@ -170,7 +170,7 @@ def test_ddp_gradients_equal_mean_of_half_batches(parity_text_encoder_dir, tmp_p
 
     cfg = make_cfg(parity_text_encoder_dir, tmp_path)
     dataset = build_dataset(cfg, "charades_train")
-    collate = BatchCollator(cfg.MODEL.MMN.NUM_CLIPS)
+    collate = BatchCollator()
     reference = {}
     for half in ([3, 7], [0, 5]):  # each half-batch's loss on its own: in-batch negatives are not pooled
         model = build_model(cfg)

@@ -72,7 +72,7 @@ def datasets(parity_cfg):
 
 @pytest.fixture(scope="module")
 def collate(parity_cfg, datasets):
-    return BatchCollator(parity_cfg.MODEL.MMN.NUM_CLIPS, datasets["train"].pad_token_id)
+    return BatchCollator(datasets["train"].pad_token_id)
 
 
 def load_fixture_model(cfg):

@@ -21,7 +21,7 @@ def _setup(text_encoder, *opts):
     load_model_weights(model, os.path.join(PARITY, "checkpoint_init.pth"))
     model = apply_speed_options(model, cfg, CPU).eval()
     dataset = build_dataset(cfg, "charades_test")
-    batch = BatchCollator(cfg.MODEL.MMN.NUM_CLIPS)([dataset[i] for i in range(len(dataset))])
+    batch = BatchCollator()([dataset[i] for i in range(len(dataset))])
     with torch.no_grad(), autocast(cfg.MODEL.AMP, CPU):
         out = model(batch)
     return cfg, model, out
@@ -42,7 +42,7 @@ def test_bf16_autocast_close_and_losses_fp32(parity_text_encoder_dir):
     assert 0 < diff < 0.05  # bf16 really ran, and stayed close
     model.train()
     dataset = build_dataset(cfg, "charades_train")
-    batch = BatchCollator(cfg.MODEL.MMN.NUM_CLIPS)([dataset[i] for i in range(4)])
+    batch = BatchCollator()([dataset[i] for i in range(4)])
     with autocast(cfg.MODEL.AMP, CPU):
         losses = model(batch)
     assert all(v.dtype == torch.float32 for v in losses.values())

@@ -30,10 +30,10 @@ def _seed_worker(worker_id):
     random.seed(seed)
 
 
-def _default_collator(cfg, dataset):
+def _default_collator(dataset):
     if hasattr(dataset, "collator"):
         return dataset.collator()
-    return BatchCollator(cfg.MODEL.MMN.NUM_CLIPS, dataset.pad_token_id)
+    return BatchCollator(dataset.pad_token_id)
 
 
 def make_data_loader(cfg, dataset, is_train, collate_fn=None):
@@ -54,7 +54,7 @@ def make_data_loader(cfg, dataset, is_train, collate_fn=None):
         sampler=sampler,
         drop_last=False,
         num_workers=cfg.DATALOADER.NUM_WORKERS,
-        collate_fn=collate_fn or _default_collator(cfg, dataset),
+        collate_fn=collate_fn or _default_collator(dataset),
         worker_init_fn=_seed_worker,
         generator=generator,
         persistent_workers=cfg.DATALOADER.NUM_WORKERS > 0,

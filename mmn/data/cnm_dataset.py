@@ -150,17 +150,13 @@ class CNMCollator:
 
 
 # ---------------------------------------------------------------------------- builders from a config
-def _under_root(cfg, path):
-    return path if os.path.isabs(path) else os.path.join(cfg.DATASETS.ROOT, path)
-
-
 def build_cnm_vocabulary(cfg):
     """MODEL.CNM.GLOVE: an .npz (words, vectors, counts: the release's vocabulary) or a GloVe text file
     (then the vocabulary is counted on the DATASETS.TRAIN splits)."""
     c = cfg.MODEL.CNM
     if not c.GLOVE:
         raise ValueError("MODEL.CNM.GLOVE is empty: give the .npz vocabulary or a GloVe text file")
-    path = _under_root(cfg, c.GLOVE)
+    path = os.path.join(cfg.DATASETS.ROOT, c.GLOVE)  # an absolute GLOVE stays as it is
     if path.endswith(".npz"):
         vocab = CNMVocabulary.from_npz(path, c.VOCAB_SIZE)
     else:
@@ -192,14 +188,8 @@ def cached_cnm_vocabulary(cfg):
 def build_cnm_dataset(cfg, split_name, vocab, is_training=False):
     c = cfg.MODEL.CNM
     paths = get_dataset_paths(split_name, cfg.DATASETS.ROOT)
-    feat_file = _under_root(cfg, c.FEATURE_FILE) if c.FEATURE_FILE else paths["feat_file"]
+    feat_file = os.path.join(cfg.DATASETS.ROOT, c.FEATURE_FILE) if c.FEATURE_FILE else paths["feat_file"]
     return CNMDataset(paths["ann_file"], feat_file, paths["format"], vocab, num_frames=c.NUM_FRAMES,
                       max_num_words=c.MAX_NUM_WORDS, feat_key=c.FEATURE_KEY, feat_dim=c.FRAME_DIM,
                       is_training=is_training)
 
-
-def make_cnm_data_loader(cfg, dataset, is_train):
-    """``make_data_loader`` over queries (SOLVER.BATCH_SIZE / TEST.BATCH_SIZE queries, global)."""
-    from .build import make_data_loader
-
-    return make_data_loader(cfg, dataset, is_train, collate_fn=CNMCollator())

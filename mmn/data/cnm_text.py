@@ -230,6 +230,3 @@ class CNMVocabulary:
         if max_words is not None:
             ids, weights = ids[:max_words], weights[:max_words]
         return ids, weights
-
-    def state_dict(self):
-        return {"words": list(self.words), "vectors": self.vectors}

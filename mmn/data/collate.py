@@ -5,8 +5,9 @@ from ..structures import TLGBatch
 
 
 class BatchCollator:
-    def __init__(self, num_clips, pad_token_id=0):
-        self.num_clips = num_clips
+    """Video items (TLGDataset) into one TLGBatch; token ids are padded with ``pad_token_id``."""
+
+    def __init__(self, pad_token_id=0):
         self.pad_token_id = pad_token_id
 
     def __call__(self, items):

@@ -67,9 +67,6 @@ class HDF5FeatureReader:
             self._pid = os.getpid()
         return self._file
 
-    def video_ids(self):
-        return set(self._handle().keys())
-
     def check_videos(self, vids):
         """Fail early, naming the file and the first offending ids, if any video has no features
         (or a group where the clip-feature array should be: a feature file of another layout)."""

@@ -123,7 +123,7 @@ def visualize_queries(cfg, model, dataset, count, out_dir, device):
 
     count = min(count, dataset.num_queries)
     videos = sorted(set(dataset.query_video_index()[:count].tolist()))
-    batch = BatchCollator(cfg.MODEL.MMN.NUM_CLIPS, dataset.pad_token_id)([dataset[i] for i in videos]).to(device)
+    batch = BatchCollator(dataset.pad_token_id)([dataset[i] for i in videos]).to(device)
     model.eval()
     with autocast(cfg.MODEL.AMP, device):
         out = model(batch)

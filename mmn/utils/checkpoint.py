@@ -69,7 +69,7 @@ def _few(keys, limit=10):
     return ", ".join(keys[:limit]) + more
 
 
-def _atomic_write(path, mode, write):
+def atomic_write(path, mode, write):
     """Call ``write(file)`` on a temporary file in the same folder, fsync, then rename over ``path``.
 
     A crash at any point leaves either the previous file or the complete new one.
@@ -91,12 +91,12 @@ def _atomic_write(path, mode, write):
 
 def atomic_save(obj, path):
     """``torch.save(obj, path)`` atomically (temporary file + fsync + rename)."""
-    _atomic_write(path, "wb", lambda f: torch.save(obj, f))
+    atomic_write(path, "wb", lambda f: torch.save(obj, f))
 
 
 def atomic_write_text(text, path):
     """Write a small text file atomically (same temporary file + rename scheme)."""
-    _atomic_write(path, "w", lambda f: f.write(text))
+    atomic_write(path, "w", lambda f: f.write(text))
 
 
 class Checkpointer:

@@ -33,7 +33,7 @@ def main(text_encoder, out):
     model.train()
     dataset = build_dataset(cfg, "charades_train")
     half = len(VIDEOS) // world
-    batch = BatchCollator(cfg.MODEL.MMN.NUM_CLIPS)([dataset[i] for i in VIDEOS[rank * half:(rank + 1) * half]])
+    batch = BatchCollator()([dataset[i] for i in VIDEOS[rank * half:(rank + 1) * half]])
     model(batch, epoch=2)["loss"].backward()
     if rank == 0:
         grads = {n: p.grad.clone() for n, p in model.module.named_parameters() if p.grad is not None}

@@ -29,7 +29,6 @@ from .optim import CNMOptimizers
 from .transformer import DualTransformer, sinusoidal_embedding
 
 GENERATOR_KEY = "mask_gen"  # parameters whose name contains this form the generator's group (release rule)
-NET_INPUTS = ("frames_feat", "frames_len", "words_feat", "words_len", "words_id", "weights")
 
 
 def _field(batch, name):
@@ -145,7 +144,7 @@ class CNM(nn.Module):
         return {"frames": frames, "frames_valid": frames_valid, "words": words, "words_pos": words_pos,
                 "words_valid": words_valid, "center": center, "width": width}
 
-    def forward_outputs(self, batch, masked_words=None, easy_negative=True, generator=None):
+    def forward_outputs(self, batch, masked_words=None, easy_negative=True):
         """Training-mode forward of the release: Gaussian mask, masked query, word logits of the
         positive (m_p), hard negative (whole video) and easy negative (1 - m_p) reconstructions."""
         g = self.generate(batch)
@@ -159,7 +158,7 @@ class CNM(nn.Module):
         words, words_valid = g["words"], g["words_valid"]
         words_len, weights = _field(batch, "words_len"), _field(batch, "weights")
         if masked_words is None:
-            masked_words = sample_masked_words(words_len, weights, words.shape[1], self.num_masked_divisor, generator)
+            masked_words = sample_masked_words(words_len, weights, words.shape[1], self.num_masked_divisor)
         masked_words = masked_words.to(words.device).bool()
         token = self.word_fc(self.mask_vec.to(words.dtype))
         words1 = torch.where(masked_words[..., None], token, words) + g["words_pos"]
