@@ -279,43 +279,39 @@ def worker_data(spec):
         else:
             loader = torch.utils.data.DataLoader(subset, batch_size=batch, shuffle=True, num_workers=0,
                                                  collate_fn=official_collate)
-        for _ in loader:  # warm pass: page cache, first-call overheads
-            pass
-        t0 = time.perf_counter()
-        items = 0
-        for epoch in range(spec["passes"]):
-            if impl == "ours":
-                loader.sampler.set_epoch(epoch + 1)
-            for b in loader:
-                items += len(b.indices) if impl == "ours" else len(b[1])
-        dt = time.perf_counter() - t0
+        count = (lambda b: len(b.indices)) if impl == "ours" else (lambda b: len(b[1]))
+        items, dt = _timed_passes(loader, spec["passes"], count)
         result.update(loader_items=items, loader_s=dt, loader_items_per_s=items / dt, loader_batch=batch)
-        if impl == "ours":  # the floor without a cache: only reading the raw features from the open HDF5 file
+        if impl == "ours":
+            # the floor without a cache: only reading the raw features from the open HDF5 file
             t0 = time.perf_counter()
             for _ in range(spec["passes"]):
                 for vid in subset.vids:
                     subset.features.read(vid)
             result["raw_read_items_per_s"] = spec["passes"] * len(subset) / (time.perf_counter() - t0)
-        if impl == "ours":  # again with the opt-in pre-resampled cache (DATALOADER.FEATURE_CACHE_DIR)
-            import tempfile
-
+            # again with the opt-in pre-resampled cache (DATALOADER.FEATURE_CACHE_DIR)
             with tempfile.TemporaryDirectory(dir=os.path.dirname(spec["feat_file"])) as cache_dir:
                 t0 = time.perf_counter()
                 cached = TLGDataset(spec["loader_ann"], spec["feat_file"], name, p, tokenizer, feat_dim=d,
                                     feature_cache_dir=cache_dir)
                 cache_build_s = time.perf_counter() - t0
-                loader = make_data_loader(cfg, cached, is_train=True)
-                for _ in loader:
-                    pass
-                t0 = time.perf_counter()
-                items = 0
-                for epoch in range(spec["passes"]):
-                    loader.sampler.set_epoch(epoch + 1)
-                    for b in loader:
-                        items += len(b.indices)
-                dt = time.perf_counter() - t0
+                items, dt = _timed_passes(make_data_loader(cfg, cached, is_train=True), spec["passes"], count)
             result.update(loader_cached_items_per_s=items / dt, cache_build_s=cache_build_s)
     _emit(result)
+
+
+def _timed_passes(loader, passes, count):
+    """One warm pass (page cache, first-call overheads), then ``passes`` timed epochs: (items, seconds),
+    ``count(batch)`` items a batch."""
+    for _ in loader:
+        pass
+    t0 = time.perf_counter()
+    items = 0
+    for epoch in range(passes):
+        if hasattr(loader.sampler, "set_epoch"):  # ours: a new shuffle per epoch
+            loader.sampler.set_epoch(epoch + 1)
+        items += sum(count(b) for b in loader)
+    return items, time.perf_counter() - t0
 
 
 def _median(values):
@@ -367,10 +363,9 @@ def worker_train(spec):
 
     name = spec["dataset"]
     batch_videos = spec["batch"]
-    cfg = _load_cfg(spec, ["SOLVER.BATCH_SIZE", str(max(batch_videos, 1)),
-                           "TEST.BATCH_SIZE", str(max(spec["e2e_videos"], 1))])
-    dense_cfg = _load_cfg(spec, ["SOLVER.BATCH_SIZE", str(max(batch_videos, 1)),
-                                 "TEST.BATCH_SIZE", str(max(spec["e2e_videos"], 1)), "MODEL.MMN.PREDICTOR.TILE_ROWS", "0"])
+    batches = ["SOLVER.BATCH_SIZE", str(max(batch_videos, 1)), "TEST.BATCH_SIZE", str(max(spec["e2e_videos"], 1))]
+    cfg = _load_cfg(spec, batches)
+    dense_cfg = _load_cfg(spec, batches + ["MODEL.MMN.PREDICTOR.TILE_ROWS", "0"])
     torch.manual_seed(cfg.SEED)
     mmn = cfg.MODEL.MMN
     rss_start = rss_mb()
@@ -408,8 +403,7 @@ def worker_train(spec):
         gc.collect()
 
     if spec["e2e_videos"] > 0:
-        from mmn.engine.inference import run_inference
-        from mmn.evaluation import IOU_THRESHOLDS, recall_table
+        from mmn.engine.inference import evaluate
 
         with open(spec["test_ann"]) as f:
             entries = json.load(f)
@@ -422,8 +416,7 @@ def worker_train(spec):
         nms, power = cfg.TEST.NMS_THRESH, cfg.TEST.CONTRASTIVE_SCORE_POW
 
         t0 = time.perf_counter()
-        moments, _ = run_inference(model, loader, torch.device("cpu"), nms, power)
-        recall_table(moments, test_set.moments, IOU_THRESHOLDS[name])
+        evaluate(cfg, model, loader, torch.device("cpu"))  # test_net's path: run_inference + recall_table
         dt = time.perf_counter() - t0
 
         # official-style: the same weights with dense convs, predictions per video, the official evaluate()
@@ -551,8 +544,8 @@ def prepare_dataset(name, workdir, mode):
             files[f"train_ann_{fraction}"] = subset(train, max(1, round(len(train) * fraction)),
                                                     f"train_{fraction}.json")[0]
     rng = np.random.default_rng(0)
-    clips = {k: RAW_CLIPS[name](e) for k, e in list(train.items()) + list(test.items())
-             if k in set(train_keys) | set(test_keys)}
+    timed = set(train_keys) | set(test_keys)
+    clips = {k: RAW_CLIPS[name](e) for k, e in list(train.items()) + list(test.items()) if k in timed}
     pool = rng.standard_normal((max(clips.values()) + 257, dim), dtype=np.float32)  # rows to slice from
     files["feat_file"] = os.path.join(out, "features.hdf5")
     key = FEATURE_KEYS[name]
