@@ -112,7 +112,7 @@ def baseline_tables(train_moments, train_durations, test_moments, test_durations
         prior.update({key: v for key, v in table.items() if key.endswith(f"IoU@{threshold:.1f}")})
         if i == 0:
             prior["mIoU"] = table["mIoU"]
-    prior = {key: prior[key] for key in recall_table(fixed, test_moments, thresholds, recalls=recalls)}
+    prior = {key: prior[key] for key in table}  # the recall table's key order
     return {"random": recall_table(rand, test_moments, thresholds, recalls=recalls), "prior": prior}
 
 
