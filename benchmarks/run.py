@@ -300,16 +300,24 @@ def worker_data(spec):
     _emit(result)
 
 
-def _timed_passes(loader, passes, count):
-    """One warm pass (page cache, first-call overheads), then ``passes`` timed epochs: (items, seconds),
-    ``count(batch)`` items a batch."""
-    for _ in loader:
-        pass
+def _timed_passes(loader, passes, count, min_seconds=1.0, warm_passes=2):
+    """Untimed warm passes, then timed epochs, at least ``passes`` and at least ``min_seconds``:
+    (items, seconds), ``count(batch)`` items a batch.
+
+    Warm-up covers the page cache, first-call overheads and the allocator: glibc serves the first
+    large batch tensors with fresh mmaps (page faults on every write) until its mmap threshold has
+    grown, which took two passes of the cached Charades loader. The time floor keeps a fast loader's
+    few milliseconds per pass from being timed alone on a shared machine.
+    """
+    for _ in range(warm_passes):
+        for _ in loader:
+            pass
     t0 = time.perf_counter()
-    items = 0
-    for epoch in range(passes):
+    items, epoch = 0, 0
+    while epoch < passes or time.perf_counter() - t0 < min_seconds:
+        epoch += 1
         if hasattr(loader.sampler, "set_epoch"):  # ours: a new shuffle per epoch
-            loader.sampler.set_epoch(epoch + 1)
+            loader.sampler.set_epoch(epoch)
         items += sum(count(b) for b in loader)
     return items, time.perf_counter() - t0
 
