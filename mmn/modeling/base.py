@@ -1,0 +1,120 @@
+"""The model contract: everything the engine, evaluation, prediction and plots know about a model.
+
+A registered model subclasses ``GroundingModel`` and is built as ``cls(cfg)``. The shared layers
+(``mmn/engine``, ``mmn/evaluation``, ``mmn/data``, ``mmn/predict.py``) call only what is defined here:
+
+class level (no weights needed; the datasets and the config checks use them)
+    ``check_config(cfg)``            raise ``ConfigError`` naming the keys of an impossible config
+    ``build_dataset(cfg, entry, is_train)``  the dataset of a catalog entry, in the form the model reads
+    ``build_query_batch(cfg, features, duration, sentences)``  one video's raw features + free sentences
+                                     -> the batch the model reads (prediction)
+    ``feature_dim(cfg)``             (size of a raw clip feature, the config key that sets it)
+instance level
+    ``supports_distributed``         whether DistributedDataParallel training is supported
+    ``build_optimizer(cfg)``         (optimizer, scheduler); default: the official MMN AdamW + MultiStepLR
+    ``set_epoch(epoch)``             epoch-dependent state (MMN freezes BERT), before each training epoch
+    ``train_step(batch, optimizer, epoch, forward)``  one update; returns {"loss": float, ...}
+    ``end_epoch(scheduler, record)`` after each epoch (default: ``scheduler.step()``)
+    ``rank_moments(outputs, batch, topk)``  eval outputs -> ``RankedMoments`` (seconds, best first)
+
+Datasets built by ``build_dataset`` provide ``collator()``, ``num_queries``, ``ann_file`` and, per
+query in dataset order, ``query_moments()`` (Q x 2 seconds), ``query_durations()`` (Q float64),
+``query_video_ids()`` and ``query_sentences()``. Their batches provide ``to(device, non_blocking)``
+and ``query_indices`` (the dataset's query index of each output row).
+"""
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+from torch import nn
+
+
+@dataclass
+class RankedMoments:
+    """A model's answers for the queries of a batch, in the batch's query order."""
+
+    moments: torch.Tensor                     # Q x k x 2 seconds, best first; NaN rows where fewer than k
+    scores: torch.Tensor                      # Q x k; -inf where fewer than k
+    score_maps: Optional[torch.Tensor] = None  # Q x N x N (CPU) for models that score a 2D moment map
+
+
+class GroundingModel(nn.Module):
+    """Base class of every registered temporal grounding model (see the module docstring)."""
+
+    supports_distributed = True
+
+    def __init__(self, cfg):
+        super().__init__()
+        self.amp = bool(cfg.MODEL.AMP)
+        self.max_grad_norm = float(cfg.SOLVER.MAX_GRAD_NORM)
+
+    # ------------------------------------------------------------------ config and data
+    @classmethod
+    def check_config(cls, cfg):
+        """Raise ``mmn.config.ConfigError`` (naming the keys and the rule) when ``cfg`` cannot work."""
+
+    @classmethod
+    def build_dataset(cls, cfg, entry, is_train=False):
+        """The dataset of catalog entry ``entry`` (``mmn.data.catalog.DatasetEntry``)."""
+        raise NotImplementedError(f"{cls.__name__} must implement build_dataset")
+
+    @classmethod
+    def build_query_batch(cls, cfg, features, duration, sentences):
+        """A batch of one video (raw ``features`` T x D float32, ``duration`` s) and its ``sentences``."""
+        raise NotImplementedError(f"{cls.__name__} must implement build_query_batch")
+
+    @classmethod
+    def feature_dim(cls, cfg):
+        """(feature size of one raw clip, the config key that sets it)."""
+        raise NotImplementedError(f"{cls.__name__} must implement feature_dim")
+
+    # ------------------------------------------------------------------ training
+    def slow_parameters(self):
+        """Parameters trained at lr x 0.1 by the default optimiser (MMN: the text encoder's BERT)."""
+        return []
+
+    def build_optimizer(self, cfg):
+        """(optimizer, scheduler): the official MMN AdamW + MultiStepLR by default."""
+        from ..solver import make_lr_scheduler, make_optimizer
+
+        optimizer = make_optimizer(cfg, self)
+        return optimizer, make_lr_scheduler(cfg, optimizer)
+
+    def set_epoch(self, epoch):
+        """Epoch-dependent state, called before each training epoch (1-based)."""
+
+    def train_step(self, batch, optimizer, epoch, forward=None):
+        """One update: forward -> loss -> backward -> clip (SOLVER.MAX_GRAD_NORM) -> step.
+
+        ``forward`` is the module to call for the forward pass (the DistributedDataParallel wrapper
+        under torchrun, so that gradients are averaged); defaults to the model itself. Returns the
+        losses as floats; ``"loss"`` is the total.
+        """
+        from ..utils.speed import autocast
+
+        forward = forward or self
+        with autocast(self.amp, model_device(self)):
+            losses = forward(batch, epoch=epoch)
+        optimizer.zero_grad(set_to_none=True)
+        losses["loss"].backward()
+        if self.max_grad_norm > 0:
+            torch.nn.utils.clip_grad_norm_(self.parameters(), self.max_grad_norm)
+        optimizer.step()
+        return {k: float(v) for k, v in losses.items()}
+
+    def end_epoch(self, scheduler, record):
+        """After each training epoch (``record``: the epoch's losses); default: step the schedule."""
+        if scheduler is not None:
+            scheduler.step()
+
+    # ------------------------------------------------------------------ inference
+    def rank_moments(self, outputs, batch, topk):
+        """The eval-mode ``outputs`` of ``batch`` as ``RankedMoments`` with up to ``topk`` moments."""
+        raise NotImplementedError(f"{type(self).__name__} must implement rank_moments")
+
+
+def model_device(model):
+    """The device the model runs on (its first parameter's, else the CPU)."""
+    for p in model.parameters():
+        return p.device
+    return torch.device("cpu")
