@@ -2,15 +2,19 @@
 
     python train_net.py --config-file configs/pool_charades_16x16_k5l8.yaml [KEY VALUE ...]
     torchrun --nproc_per_node=N train_net.py --config-file ...   # DistributedDataParallel
+
+A bad config, annotation, feature file or checkpoint is reported in one line (exit status 2);
+``--debug`` (or MMN_DEBUG=1) shows its traceback.
 """
 from mmn.engine.launch import argument_parser, setup, train
+from mmn.utils.errors import run_cli
 
 
-def main():
-    args = argument_parser("Train MMN").parse_args()
+def main(argv=None):
+    args = argument_parser("Train MMN").parse_args(argv)
     cfg, device = setup(args.config_file, args.opts)
     train(cfg, device, resume=args.resume)
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main, prog="train_net.py")

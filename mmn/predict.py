@@ -22,10 +22,11 @@ from .evaluation import fused_top_moments
 from .modeling import build_model
 from .structures import TLGBatch
 from .utils.checkpoint import atomic_write_text, load_model_weights
+from .utils.errors import MMNError
 from .utils.speed import apply_speed_options, autocast
 
 
-class PredictionInputError(ValueError):
+class PredictionInputError(MMNError, ValueError):
     """Input the predictor cannot use (feature shape, duration, empty query, missing video)."""
 
 

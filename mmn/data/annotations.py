@@ -10,6 +10,8 @@ import math
 from dataclasses import dataclass, field
 from typing import List
 
+from ..utils.errors import MMNError
+
 logger = logging.getLogger(__name__)
 
 
@@ -18,7 +20,7 @@ logger = logging.getLogger(__name__)
 CLAMP_TOLERANCE = 1e-6
 
 
-class AnnotationError(ValueError):
+class AnnotationError(MMNError, ValueError):
     """An annotation file that cannot be used, with the file and the video named."""
 
 

@@ -6,10 +6,12 @@ import tempfile
 
 import torch
 
+from .errors import MMNError
+
 logger = logging.getLogger(__name__)
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(MMNError, RuntimeError):
     """A checkpoint that cannot be read or does not fit the model; names the file and the keys."""
 
 
