@@ -93,3 +93,53 @@ def test_read_names_dim_key_for_a_video_the_build_did_not_check(tmp_path):
     with pytest.raises(FeatureError) as err:
         HDF5FeatureReader(path, feat_dim=FEAT_DIM, dim_key="MODEL.CNM.FRAME_DIM").read("v")
     assert "MODEL.CNM.FRAME_DIM 8" in str(err.value) and "(5, 3)" in str(err.value)
+
+
+# --------------------------------------------------------------------------------------------- annotations
+
+def write_annotations(path, entries):
+    import json
+    path.write_text(json.dumps(entries))
+    return str(path)
+
+
+def test_pairs_wholly_outside_the_video_are_dropped_and_counted(tmp_path, caplog):
+    """[-5, -1] and [d + 5, d + 10] used to be clamped into the inverted targets [0, -1] and [d + 5, d]."""
+    import logging
+
+    from mmn.data.annotations import load_annotations
+
+    sentences = ["before the video.", "inside.", "after the video.", "ends at the start.", "overlaps the end.",
+                 "inverted."]
+    path = write_annotations(tmp_path / "ann.json", {"v": {
+        "duration": 30.0,
+        "timestamps": [[-5, -1], [2, 6], [35, 40], [-3, 0], [28, 33], [9, 4]],
+        "sentences": sentences}})
+    with caplog.at_level(logging.INFO, logger="mmn.data.annotations"):
+        videos, stats = load_annotations(path, "charades")
+    assert videos[0].moments == [[2, 6], [28, 30.0]]
+    assert videos[0].sentences == ["inside.", "overlaps the end."]
+    assert (stats.queries, stats.dropped, stats.outside, stats.clamped) == (2, 1, 3, 1)
+    assert stats.outside_items == [("v", 0), ("v", 2), ("v", 3)] and stats.dropped_items == [("v", 5)]
+    assert any("dropped 1 pairs with start >= end and 3 outside [0, duration]" in r.getMessage()
+               for r in caplog.records), [r.getMessage() for r in caplog.records]
+
+
+def test_tacos_frames_outside_the_video_are_dropped(tmp_path):
+    from mmn.data.annotations import load_annotations
+
+    path = write_annotations(tmp_path / "tacos.json", {"s1.avi": {
+        "fps": 10.0, "num_frames": 100, "timestamps": [[120, 150], [10, 20]], "sentences": ["late.", "ok."]}})
+    videos, stats = load_annotations(path, "tacos")
+    assert videos[0].moments == [[1.0, 2.0]] and stats.outside == 1
+
+
+def test_video_with_only_outside_pairs_is_an_error_naming_it(tmp_path):
+    from mmn.data.annotations import AnnotationError, load_annotations
+
+    path = write_annotations(tmp_path / "ann.json", {
+        "ok": {"duration": 10.0, "timestamps": [[1, 2]], "sentences": ["fine."]},
+        "gone": {"duration": 10.0, "timestamps": [[12, 15]], "sentences": ["after the end."]}})
+    with pytest.raises(AnnotationError) as err:
+        load_annotations(path, "charades")
+    assert path in str(err.value) and "'gone'" in str(err.value) and "outside" in str(err.value)
