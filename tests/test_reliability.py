@@ -143,3 +143,100 @@ def test_video_with_only_outside_pairs_is_an_error_naming_it(tmp_path):
     with pytest.raises(AnnotationError) as err:
         load_annotations(path, "charades")
     assert path in str(err.value) and "'gone'" in str(err.value) and "outside" in str(err.value)
+
+
+# --------------------------------------------------------------------------------------------- checkpoints
+
+def tiny_model():
+    import torch
+    return torch.nn.Linear(2, 2)
+
+
+def files_in(folder):
+    return sorted(os.listdir(folder))
+
+
+def make_temporary(folder, name, age_s=0.0):
+    """A leftover of ``atomic_write`` for ``name``, last modified ``age_s`` seconds ago."""
+    path = os.path.join(folder, f".tmp-{name}-abc123")
+    with open(path, "wb") as f:
+        f.write(b"\0" * 1024)
+    stamp = time.time() - age_s
+    os.utime(path, (stamp, stamp))
+    return path
+
+
+def test_temporary_file_atomic_write_leaves_on_a_kill_is_found_by_its_prefix(tmp_path):
+    """The cleanup relies on atomic_write's naming: check the name a write in progress has."""
+    from mmn.utils import checkpoint
+
+    seen = []
+    checkpoint.atomic_write(str(tmp_path / "model_1e.pth"), "wb", lambda f: seen.extend(files_in(tmp_path)))
+    assert len(seen) == 1 and seen[0].startswith(checkpoint.temporary_prefix("model_1e.pth"))
+    assert files_in(tmp_path) == ["model_1e.pth"]
+
+
+def test_save_removes_stale_temporaries_and_keeps_live_ones(tmp_path):
+    from mmn.utils.checkpoint import Checkpointer
+
+    checkpointer = Checkpointer(str(tmp_path))
+    same_name = make_temporary(tmp_path, "model_2e.pth")  # fresh, but its name is the one being written
+    killed_earlier = make_temporary(tmp_path, "best_charades.pth", age_s=3600)  # older than this run
+    killed_marker = make_temporary(tmp_path, "last_checkpoint")
+    live = make_temporary(tmp_path, "results_test.json", age_s=-5)  # a concurrent writer, modified after our start
+    checkpointer.save("model_2e.pth", tiny_model(), epoch=2, last=True)
+    for path in (same_name, killed_earlier, killed_marker):
+        assert not os.path.exists(path), path
+    assert os.path.exists(live)
+    assert files_in(tmp_path) == [os.path.basename(live), "last_checkpoint", "model_2e.pth"]
+
+
+def test_keep_last_bounds_the_epoch_checkpoints_only(tmp_path):
+    from mmn.config import load_config
+    from mmn.utils.checkpoint import Checkpointer
+
+    cfg = load_config(None, ["SOLVER.KEEP_LAST", "2", "OUTPUT_DIR", str(tmp_path)])
+    checkpointer = Checkpointer(str(tmp_path), cfg)
+    assert checkpointer.keep_last == 2
+    model = tiny_model()
+    for epoch in range(1, 6):
+        if epoch == 2:
+            checkpointer.save("best_charades.pth", model, epoch=epoch)
+        checkpointer.save(f"model_{epoch}e.pth", model, epoch=epoch, last=True)
+        assert len([f for f in files_in(tmp_path) if f.startswith("model_")]) == min(epoch, 2)
+    assert files_in(tmp_path) == ["best_charades.pth", "last_checkpoint", "model_4e.pth", "model_5e.pth"]
+    assert checkpointer.last_checkpoint() == str(tmp_path / "model_5e.pth")
+
+
+def test_keep_last_leaves_newer_epochs_of_an_earlier_run_and_saves_without_last(tmp_path):
+    from mmn.utils.checkpoint import Checkpointer
+
+    model = tiny_model()
+    earlier = Checkpointer(str(tmp_path))
+    for epoch in (1, 2, 3, 9):
+        earlier.save(f"model_{epoch}e.pth", model, epoch=epoch, last=True)
+    resumed = Checkpointer(str(tmp_path), keep_last=1)
+    resumed.save("model_4e.pth", model, epoch=4)  # not last=True: nothing pruned
+    assert files_in(tmp_path) == ["last_checkpoint"] + [f"model_{e}e.pth" for e in (1, 2, 3, 4, 9)]
+    resumed.save("model_4e.pth", model, epoch=4, last=True)
+    assert files_in(tmp_path) == ["last_checkpoint", "model_4e.pth", "model_9e.pth"]
+
+
+def test_keep_last_default_keeps_every_epoch(tmp_path):
+    from mmn.config import load_config
+    from mmn.utils.checkpoint import Checkpointer
+
+    checkpointer = Checkpointer(str(tmp_path), load_config())
+    assert checkpointer.keep_last == 0
+    for epoch in range(1, 4):
+        checkpointer.save(f"model_{epoch}e.pth", tiny_model(), epoch=epoch, last=True)
+    assert files_in(tmp_path) == ["last_checkpoint", "model_1e.pth", "model_2e.pth", "model_3e.pth"]
+
+
+def test_negative_keep_last_is_a_config_error(tmp_path):
+    from mmn.config import load_config
+    from mmn.config.loading import ConfigError
+    from mmn.utils.checkpoint import Checkpointer
+
+    with pytest.raises(ConfigError, match="SOLVER.KEEP_LAST"):
+        Checkpointer(str(tmp_path), load_config(None, ["SOLVER.KEEP_LAST", "-1"]))
