@@ -120,11 +120,11 @@ class HDF5FeatureReader:
         if problem == "group":
             return (f"{self.path}: video(s) {vids}: expected an HDF5 dataset of clip features{where}, found a "
                     f"group (wrong feature file for this annotation format?)")
-        got = ", ".join(f"{vid!r} shape {tuple(node.shape)} dtype {node.dtype}" for vid, node in found)
+        got = ", ".join(f"{vid!r}{where} shape {tuple(node.shape)} dtype {node.dtype}" for vid, node in found)
         if problem == "shape":
-            return f"{self.path}: {total} video(s) are not a (num_clips >= 1, D) array of numbers{where}, e.g. {got}"
+            return f"{self.path}: {total} video(s) are not a (num_clips >= 1, D) array of numbers, e.g. {got}"
         return (f"{self.path}: {total} video(s) have a feature dimension that does not match "
-                f"{self._expected_dim()}{where}, e.g. {got}")
+                f"{self._expected_dim()}, e.g. {got}")
 
     def read(self, vid):
         """Raw (num_clips, D) float32 tensor of ``vid``, validated."""
