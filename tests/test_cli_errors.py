@@ -158,6 +158,8 @@ def test_run_cli_writes_the_line_to_the_log_file_only_once(tmp_path, capsys, mon
     from mmn.utils.logger import setup_logger
 
     monkeypatch.delenv("MMN_DEBUG", raising=False)
+    mmn_logger = logging.getLogger("mmn")
+    before = mmn_logger.level, mmn_logger.propagate  # restored after the test
     setup_logger(str(tmp_path))
     try:
         def main(argv):
@@ -170,9 +172,11 @@ def test_run_cli_writes_the_line_to_the_log_file_only_once(tmp_path, capsys, mon
         text = log_text(str(tmp_path))
         assert "started" in text and text.count("tool: error: ann.json: broken") == 1
     finally:
-        for handler in list(logging.getLogger("mmn").handlers):
-            logging.getLogger("mmn").removeHandler(handler)
+        for handler in list(mmn_logger.handlers):
+            mmn_logger.removeHandler(handler)
             handler.close()
+        mmn_logger.setLevel(before[0])
+        mmn_logger.propagate = before[1]
 
 
 class _FailingItems(torch.utils.data.Dataset):

@@ -115,8 +115,13 @@ def test_pairs_wholly_outside_the_video_are_dropped_and_counted(tmp_path, caplog
         "duration": 30.0,
         "timestamps": [[-5, -1], [2, 6], [35, 40], [-3, 0], [28, 33], [9, 4]],
         "sentences": sentences}})
-    with caplog.at_level(logging.INFO, logger="mmn.data.annotations"):
-        videos, stats = load_annotations(path, "charades")
+    logger = logging.getLogger("mmn.data.annotations")
+    logger.addHandler(caplog.handler)  # directly: setup_logger may have stopped "mmn" from propagating
+    try:
+        with caplog.at_level(logging.INFO, logger="mmn.data.annotations"):
+            videos, stats = load_annotations(path, "charades")
+    finally:
+        logger.removeHandler(caplog.handler)
     assert videos[0].moments == [[2, 6], [28, 30.0]]
     assert videos[0].sentences == ["inside.", "overlaps the end."]
     assert (stats.queries, stats.dropped, stats.outside, stats.clamped) == (2, 1, 3, 1)
