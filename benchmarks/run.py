@@ -115,8 +115,9 @@ def reset_peak_rss():
 def _load_cfg(spec, extra=()):
     from mmn.config import load_config
 
+    # one shard per process: the timed batches are REF's sizes, not the official configs' NUM_SHARDS split
     opts = ["MODEL.MMN.TEXT_ENCODER.PRETRAINED", spec["text_encoder"], "MODEL.DEVICE", "cpu",
-            "DATALOADER.NUM_WORKERS", "0"] + list(extra)
+            "DATALOADER.NUM_WORKERS", "0", "SOLVER.NUM_SHARDS", "0"] + list(extra)
     return load_config(os.path.join(REPO, CONFIG_FILES[spec["dataset"]]), opts)
 
 
