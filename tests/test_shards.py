@@ -68,6 +68,10 @@ def runs(parity_text_encoder_dir, tmp_path_factory):
         "global_ddp2": run(te, base / "global_ddp2", "MODEL.MMN.LOSS.GLOBAL_NEGATIVES", "True", "MODEL.SYNC_BN",
                            "True", processes=2),
         "one": run(te, base / "one", "SOLVER.NUM_SHARDS", "1"),
+        "global_shards2": run(te, base / "global_shards2", "MODEL.MMN.LOSS.GLOBAL_NEGATIVES", "True",
+                              "SOLVER.NUM_SHARDS", "2"),
+        "global_only_ddp2": run(te, base / "global_only_ddp2", "MODEL.MMN.LOSS.GLOBAL_NEGATIVES", "True",
+                                processes=2),
     }
 
 
@@ -79,6 +83,14 @@ def test_one_process_with_two_shards_is_ddp_over_two_processes(runs):
 def test_global_negatives_and_sync_bn_make_training_independent_of_the_processes(runs):
     steps, weights = max_step_diff(runs["global_ddp2"], runs["one"])
     assert steps <= TOL and weights <= TOL, (steps, weights)
+
+
+def test_global_negatives_with_per_shard_batchnorm_in_one_process_is_ddp_over_two(runs):
+    # negatives from the whole batch, BatchNorm statistics per shard: the paper's BatchNorm, global negatives
+    steps, weights = max_step_diff(runs["global_only_ddp2"], runs["global_shards2"])
+    assert steps <= TOL and weights <= TOL, (steps, weights)
+    first = runs["global_shards2"]["steps"][0]["losses"], runs["shards2"]["steps"][0]["losses"]
+    assert abs(first[0]["loss_vid"] - first[1]["loss_vid"]) > 1e-3  # the negatives changed
 
 
 def test_the_two_settings_really_differ(runs):
