@@ -192,3 +192,30 @@ def test_evaluation_is_independent_of_the_batch_size_and_the_processes(parity_cf
         top = torch.tensor(query["top5"], dtype=torch.float64)
         assert top[:, :2].tolist() == [[round(x, 4) for x in row] for row in results[0][1][q][kept].tolist()]
         assert torch.allclose(top[:, 2], results[0][2][q][kept].double(), atol=1e-4)
+
+
+def test_cnm_under_torchrun_keeps_both_parameter_groups_in_sync(tmp_path):
+    from mmn.demo import write_synthetic_charades
+
+    write_synthetic_charades(str(tmp_path / "data"), num_train_videos=16, num_test_videos=4, feat_dim=128, seed=0)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--nnodes=1",
+           "--master_addr=127.0.0.1", f"--master_port={_free_port()}",
+           os.path.join(ROOT, "tests", "helpers", "cnm_ddp.py"), str(tmp_path / "data"), str(tmp_path / "out")]
+    proc = subprocess.run(cmd, cwd=ROOT, env=dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=ROOT),
+                          capture_output=True, text=True, timeout=400)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    result = torch.load(tmp_path / "out" / "cnm_ddp.pt", weights_only=False)
+    assert result["world"] == 2
+    rank0, rank1 = result["ranks"]
+    assert torch.equal(rank0, rank1)  # generator (fc_mask_gen) and reconstructor alike
+    # and they are the weights rank 0 saved, trained (not the initial ones)
+    from mmn.config import load_config
+    from mmn.demo.__main__ import DEMO_MODELS
+    from mmn.modeling import build_model
+    from mmn.utils.checkpoint import load_model_weights
+
+    model = build_model(load_config(DEMO_MODELS["cnm"][0]))
+    initial = torch.cat([p.detach().reshape(-1) for p in model.parameters()])
+    load_model_weights(model, str(tmp_path / "out" / "model_1e.pth"))
+    saved = torch.cat([p.detach().reshape(-1) for p in model.parameters()])
+    assert torch.equal(saved, rank0) and not torch.equal(initial, rank0)
