@@ -207,26 +207,26 @@ class _Interrupt(BaseException):
 
 def test_an_interrupted_video_leaves_no_entry_and_the_next_run_completes_it(media, encoder, tmp_path, monkeypatch):
     out = str(tmp_path / "feats.hdf5")
-    real_write = extract.FeatureFile.write
+    real_move = h5py.Group.move
 
-    def crash_while_writing_vfr(self, vid, feats, attrs):
-        if vid == "vfr":  # the data is in the file, the rename to its id has not happened yet
-            partial = self.file.require_group(extract.PARTIAL_GROUP)
-            partial.create_dataset(vid, data=feats[: len(feats) // 2])
-            self.file.flush()
+    def killed_before_the_rename_of_vfr(self, source, dest):
+        if dest == "vfr":  # vfr's data and attributes are in the file, under the temporary name only
             raise _Interrupt()
-        return real_write(self, vid, feats, attrs)
+        return real_move(self, source, dest)
 
-    monkeypatch.setattr(extract.FeatureFile, "write", crash_while_writing_vfr)
+    monkeypatch.setattr(h5py.Group, "move", killed_before_the_rename_of_vfr)
     with pytest.raises(_Interrupt):
         extract_videos([("cfr_odd", media["cfr"]), ("vfr", media["vfr"])], out, encoder, 0.5, progress=False)
     with h5py.File(out, "r") as f:
         assert "cfr_odd" in f and "vfr" not in f
-    monkeypatch.setattr(extract.FeatureFile, "write", real_write)
+    monkeypatch.setattr(h5py.Group, "move", real_move)
+    extract_videos([("cfr_odd", media["cfr"])], out, encoder, 0.5, progress=False)  # a run without vfr
+    with h5py.File(out, "r") as f:
+        assert list(f.keys()) == ["cfr_odd"], "the next run must remove what the interrupted one left"
     again = extract_videos([("cfr_odd", media["cfr"]), ("vfr", media["vfr"])], out, encoder, 0.5, progress=False)
     assert again.skipped == ["cfr_odd"] and again.extracted == ["vfr"]
     with h5py.File(out, "r") as f:
-        assert sorted(f.keys()) == ["cfr_odd", "vfr"], "the half-written temporary entry must be gone"
+        assert sorted(f.keys()) == ["cfr_odd", "vfr"], "the temporary entry must be gone"
         assert f["vfr"].shape[0] == int(np.ceil((media["vfr_times"][-1] + 1 / VFR_RATE) * 0.5))
 
 
