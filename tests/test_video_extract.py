@@ -96,6 +96,16 @@ def test_variable_rate_rows_use_the_stream_timestamps(media, fps):
     assert video.decode_frames == len(times)
 
 
+def test_time_base_rounding_of_the_duration_adds_no_row(tmp_path):
+    """mp4 re-times a ms-timed 30 fps stream in 1/16000 ticks: 10 s become 10.0003 s, still 5 rows at 0.5 fps."""
+    path = str(tmp_path / "ten_seconds.mp4")
+    write_video(path, constant_rate_times(10.0, 30), rate=30)
+    video = SampledVideo(path, 0.5)
+    list(video)
+    assert 10.0 < video.duration < 10.001
+    assert video.timestamps == pytest.approx([0.0, 2.0, 4.0, 6.0, 8.0], abs=1e-3)
+
+
 def test_a_file_that_is_not_a_video_is_an_error_naming_it(tmp_path):
     bad = tmp_path / "notes.mp4"
     bad.write_text("this is not a video")
@@ -299,3 +309,4 @@ def test_num_samples_counts_partial_last_clip():
     assert decode.num_samples(5.3, 0.5) == 3   # 0, 2, 4 s
     assert decode.num_samples(4.0, 0.5) == 2   # 0, 2 s: the clip [4, 4) would be empty
     assert decode.num_samples(0.2, 0.5) == 1   # a very short video still has one row
+    assert decode.num_samples(4.01, 0.5) == 3  # a last clip of 10 ms counts

@@ -5,7 +5,7 @@ duration), and is computed from the frame *on screen* at ``k / fps``: the last f
 time is <= ``k / fps`` (the first frame when the video starts later). Times come from each frame's
 ``pts x time_base`` relative to the stream start, never from an assumed constant frame rate, so
 variable-frame-rate videos are sampled where their frames really are. A video of duration ``d`` gives
-``ceil(d x fps)`` rows (at least one).
+``ceil(d x fps)`` rows (at least one; a last clip shorter than 1 ms, time-base rounding, gets none).
 
 The duration is the stream's (or, when the stream does not say, the container's) duration metadata;
 without either, or when the decoded frames run past it, the end of the last decoded frame.
@@ -13,8 +13,12 @@ without either, or when the decoded frames run past it, the end of the last deco
 import math
 import os
 
-# durations and sample times within this many seconds are taken as equal (float noise of time bases)
+# sample times within this many seconds of a frame time are taken as equal (float noise of time bases)
 TIME_EPS = 1e-6
+# a trailing clip shorter than this gets no row: re-timing a stream to the container's time base (mp4
+# stores a 30 fps video timed in ms with 1/16000 ticks) lengthens a 30 s video to 30.0003 s, which
+# must still give the 15 rows of 30 s at 0.5 fps, not a 16th for its last 0.3 ms
+DURATION_SLACK = 1e-3
 
 
 class VideoDecodeError(ValueError):
@@ -30,8 +34,9 @@ def _import_av():
 
 
 def num_samples(duration, fps):
-    """Rows of a video of ``duration`` seconds sampled at ``fps``: ceil(duration x fps), at least 1."""
-    return max(1, math.ceil(duration * fps - TIME_EPS))
+    """Rows of a video of ``duration`` seconds sampled at ``fps``: ceil(duration x fps), at least 1
+    (a last clip shorter than DURATION_SLACK does not count)."""
+    return max(1, math.ceil((duration - DURATION_SLACK) * fps))
 
 
 def _metadata_duration(container, stream):
