@@ -73,13 +73,16 @@ def variable_rate_times(duration, seed=0, gaps=(0.033, 0.1, 0.25, 0.04)):
     return times
 
 
-def save_random_clip(target_dir, size="tiny", seed=0):
+def save_random_clip(target_dir, size="tiny", seed=0, projection_dim=None):
     """A ``from_pretrained`` directory with a randomly initialised CLIP vision model + projection and its
-    image processor; ``size`` "tiny" (32 px input, 16-d) or "base" (ViT-B/32, 224 px, 512-d)."""
+    image processor; ``size`` "tiny" (32 px input, 16-d) or "base" (ViT-B/32, 224 px, 512-d);
+    ``projection_dim`` overrides the feature size (e.g. a tiny tower with ViT-B/32's 512-d output)."""
     import torch
     from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModelWithProjection
 
-    dims = {"tiny": TINY, "base": BASE_B32}[size]
+    dims = dict({"tiny": TINY, "base": BASE_B32}[size])
+    if projection_dim:
+        dims["projection_dim"] = projection_dim
     torch.manual_seed(seed)
     model = CLIPVisionModelWithProjection(CLIPVisionConfig(**dims))
     os.makedirs(target_dir, exist_ok=True)
