@@ -22,7 +22,8 @@ from mmn.video import decode, extract  # noqa: E402
 from mmn.video.decode import SampledVideo, VideoDecodeError, num_samples  # noqa: E402
 from mmn.video.encoder import ImageEncoderLoadError, load_image_encoder  # noqa: E402
 from mmn.video.extract import ExtractionInputError, collect_videos, extract_videos  # noqa: E402
-from mmn.video.synthetic import constant_rate_times, save_random_clip, variable_rate_times, write_video  # noqa: E402
+from mmn.video.synthetic import (constant_rate_times, save_random_clip, variable_rate_times, write_video,  # noqa: E402
+                                 write_without_video_frames)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 torch.set_num_threads(1)  # a shared 2-core machine
@@ -109,8 +110,17 @@ def test_time_base_rounding_of_the_duration_adds_no_row(tmp_path):
 def test_a_file_that_is_not_a_video_is_an_error_naming_it(tmp_path):
     bad = tmp_path / "notes.mp4"
     bad.write_text("this is not a video")
-    with pytest.raises(VideoDecodeError, match="notes.mp4"):
+    with pytest.raises(VideoDecodeError, match="notes.mp4: cannot open as a video"):
         list(SampledVideo(str(bad), 0.5))
+
+
+def test_videos_without_frames_or_without_a_video_stream_are_errors_naming_them(tmp_path):
+    write_without_video_frames(str(tmp_path / "no_frames.mkv"))
+    write_without_video_frames(str(tmp_path / "sound_only.mkv"), with_video_stream=False)
+    with pytest.raises(VideoDecodeError, match="no_frames.mkv: holds no decodable frame"):
+        list(SampledVideo(str(tmp_path / "no_frames.mkv"), 0.5))
+    with pytest.raises(VideoDecodeError, match="sound_only.mkv: has no video stream"):
+        list(SampledVideo(str(tmp_path / "sound_only.mkv"), 0.5))
 
 
 # ------------------------------------------------------------------------------------------------ features
@@ -186,6 +196,12 @@ def test_an_encoder_that_cannot_be_loaded_says_how_to_work_offline(tmp_path):
         load_image_encoder(str(tmp_path / "no_such_clip"), device="cpu")
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without CUDA")
+def test_asking_for_cuda_without_cuda_is_a_clear_error(media):
+    with pytest.raises(ImageEncoderLoadError, match="CUDA is not available"):
+        load_image_encoder(media["clip"], device="cuda")
+
+
 # ------------------------------------------------------------------------------------------------ writer
 def test_resume_skips_finished_videos_and_keeps_them_unchanged(media, encoder, tmp_path, monkeypatch):
     out = str(tmp_path / "feats.hdf5")
@@ -257,23 +273,25 @@ def test_cli_reports_corrupt_and_empty_videos_by_name_and_extracts_the_others(me
     shutil.copytree(media["folder"], folder)
     (folder / "broken.mp4").write_bytes(open(media["cfr"], "rb").read()[:600])  # truncated: header only
     (folder / "empty.mkv").write_bytes(b"")
+    write_without_video_frames(str(folder / "no_frames.mkv"))
     out = tmp_path / "feats.hdf5"
     proc = run_cli(str(folder), "--out", str(out), "--encoder", media["clip"], "--fps", "1", "--device", "cpu")
     assert proc.returncode == 1, proc.stderr[-3000:]
-    assert "4 video(s): 2 extracted, 0 already in the output, 2 failed" in proc.stdout
+    assert "5 video(s): 2 extracted, 0 already in the output, 3 failed" in proc.stdout
     assert "FAILED broken:" in proc.stdout and "broken.mp4" in proc.stdout
     assert "FAILED empty:" in proc.stdout and "empty.mkv" in proc.stdout
+    assert "FAILED no_frames:" in proc.stdout and "no_frames.mkv: holds no decodable frame" in proc.stdout
     with h5py.File(out, "r") as f:
         assert sorted(f.keys()) == ["cfr_odd", "vfr"]
     durations = json.loads((tmp_path / "feats.durations.json").read_text())
     assert sorted(durations) == ["cfr_odd", "vfr"]
     assert durations["cfr_odd"] == pytest.approx(CFR_DURATION, abs=1e-3)
 
-    # the same command again: everything is skipped, the two bad files fail again, nothing else changes
+    # the same command again: the good videos are skipped, the bad files fail again
     proc = run_cli(str(folder), "--out", str(out), "--encoder", media["clip"], "--fps", "1", "--device", "cpu",
                    "--annotation-skeleton", str(tmp_path / "ann.json"))
     assert proc.returncode == 1
-    assert "4 video(s): 0 extracted, 2 already in the output, 2 failed" in proc.stdout
+    assert "5 video(s): 0 extracted, 2 already in the output, 3 failed" in proc.stdout
     skeleton = json.loads((tmp_path / "ann.json").read_text())
     assert skeleton["vfr"] == {"duration": round(durations["vfr"], 3), "timestamps": [], "sentences": []}
 
@@ -310,3 +328,29 @@ def test_num_samples_counts_partial_last_clip():
     assert decode.num_samples(4.0, 0.5) == 2   # 0, 2 s: the clip [4, 4) would be empty
     assert decode.num_samples(0.2, 0.5) == 1   # a very short video still has one row
     assert decode.num_samples(4.01, 0.5) == 3  # a last clip of 10 ms counts
+
+
+def test_the_console_script_names_the_cli(media):
+    """setup.py's mmn-extract entry point resolves to the CLI (the installed script may point elsewhere)."""
+    import importlib
+    import re
+
+    with open(os.path.join(ROOT, "setup.py")) as f:
+        target = re.search(r'"mmn-extract\s*=\s*([\w.]+):(\w+)"', f.read())
+    assert target, "setup.py declares no mmn-extract console script"
+    main = getattr(importlib.import_module(target.group(1)), target.group(2))
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0
+
+
+def test_the_extraction_benchmark_runs(tmp_path):
+    """A smoke run of python -m benchmarks.extract on a tiny encoder (its figures are not checked)."""
+    out = tmp_path / "bench.json"
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.extract", "--videos", "1", "--duration", "3",
+                           "--size", "64x48", "--rate", "10", "--codec", "mpeg4", "--fps", "2", "--encoder", "tiny",
+                           "--out", str(out)], cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(out.read_text())
+    assert result["rows"] == 6 and result["decoded_frames"] == 30
+    assert "frames/s" in proc.stdout and "decode" in proc.stdout

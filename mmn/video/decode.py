@@ -53,7 +53,8 @@ class SampledVideo:
     """Iterate ``(timestamp_s, rgb uint8 H x W x 3)`` of the frames shown at ``k / fps``, k = 0, 1, ...
 
     After the iteration, ``duration`` (seconds), ``timestamps`` (one per row) and ``decode_frames``
-    (frames decoded) are set. ``expected_rows`` is the row count the metadata duration announces
+    (frames decoded) are set; an undecodable file, one without a video stream or without a single
+    decodable frame raises VideoDecodeError naming it. ``expected_rows`` is the row count the metadata duration announces
     (None without metadata), for progress bars.
     """
 
@@ -67,6 +68,7 @@ class SampledVideo:
         self.timestamps = []
         self.decode_frames = 0
         self.expected_rows = None
+        self.decode_s = 0.0  # set by whoever times the iteration (mmn.video.extract.extract_video)
 
     def _error(self, what):
         return VideoDecodeError(f"{self.path}: {what}")

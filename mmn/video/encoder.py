@@ -131,5 +131,9 @@ def load_image_encoder(name_or_path=DEFAULT_ENCODER, device=None, dtype="fp32", 
     if not name_or_path:
         raise ImageEncoderLoadError("no image encoder given (empty name)")
     device = resolve_encoder_device(device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ImageEncoderLoadError(f"device {device} requested but CUDA is not available (use --device cpu)")
+    if dtype not in DTYPES:
+        raise ImageEncoderLoadError(f"dtype must be one of {DTYPES}, got {dtype!r}")
     model, processor = _load(name_or_path)
     return ImageEncoder(model, processor, device, dtype=dtype, batch_size=batch_size, name=name_or_path)

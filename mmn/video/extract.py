@@ -212,6 +212,7 @@ class ExtractionSummary:
     preprocess_s: float = 0.0  # the image processor (resize, crop, normalise)
     encode_s: float = 0.0     # the model's forward pass
     wall_s: float = 0.0
+    durations: dict = field(default_factory=dict)  # {video_id: duration_s} of every video in the file
 
     def line(self):
         total = len(self.extracted) + len(self.skipped) + len(self.failed)

@@ -90,3 +90,22 @@ def save_random_clip(target_dir, size="tiny", seed=0, projection_dim=None):
     side = dims["image_size"]
     CLIPImageProcessor(size={"shortest_edge": side}, crop_size={"height": side, "width": side}).save_pretrained(target_dir)
     return target_dir
+
+
+def write_without_video_frames(path, with_video_stream=True):
+    """A valid container holding one second of silent audio and a video stream without a single frame
+    (``with_video_stream``) or no video stream at all: videos that open but hold nothing to encode."""
+    import av
+
+    with av.open(path, "w") as container:
+        video = container.add_stream("mpeg4", rate=10) if with_video_stream else None
+        if video is not None:
+            video.width, video.height, video.pix_fmt = 64, 48, "yuv420p"
+        audio = container.add_stream("mp2", rate=44100)
+        frame = av.AudioFrame.from_ndarray(np.zeros((1, 44100), np.int16), format="s16", layout="mono")
+        frame.sample_rate = 44100
+        for packet in [*audio.encode(frame), *audio.encode()]:
+            container.mux(packet)
+        if video is not None:
+            for packet in video.encode():
+                container.mux(packet)
