@@ -299,11 +299,17 @@ def test_cli_reports_corrupt_and_empty_videos_by_name_and_extracts_the_others(me
 def test_cli_refuses_to_mix_extractors_in_one_file(media, tmp_path):
     out = tmp_path / "feats.hdf5"
     assert run_cli(media["cfr"], "--out", str(out), "--encoder", media["clip"], "--fps", "0.5").returncode == 0
-    proc = run_cli(media["vfr"], "--out", str(out), "--encoder", media["clip"], "--fps", "1")
+    # the same encoder directory given by a relative path is the same extractor
+    relative = os.path.relpath(media["clip"], ROOT)
+    proc = run_cli(media["vfr"], "--out", str(out), "--encoder", relative, "--fps", "0.5")
+    assert proc.returncode == 0 and "1 extracted" in proc.stdout, proc.stderr[-2000:]
+    other = tmp_path / "other.mp4"
+    shutil.copy(media["vfr"], other)
+    proc = run_cli(str(other), "--out", str(out), "--encoder", media["clip"], "--fps", "1")
     assert proc.returncode == 2
     assert str(out) in proc.stderr and "fps 0.5" in proc.stderr
     with h5py.File(out, "r") as f:
-        assert list(f.keys()) == ["cfr_odd"]
+        assert sorted(f.keys()) == ["cfr_odd", "vfr"]
 
 
 def test_inputs_from_folders_list_files_and_files(media, tmp_path):

@@ -40,12 +40,15 @@ def num_samples(duration, fps):
 
 
 def _metadata_duration(container, stream):
+    """The video stream's duration (s) from the stream's metadata, else from the container's (mkv / webm
+    store only the latter), measured from the stream's own start; None when neither says."""
     if stream.duration is not None and stream.time_base is not None:
         return float(stream.duration * stream.time_base)
-    if container.duration is not None:  # microseconds (AV_TIME_BASE), from the container start
-        start = container.start_time or 0
-        stream_start = float(stream.start_time * stream.time_base) * 1e6 if stream.start_time is not None else start
-        return (container.duration - (stream_start - start)) / 1e6
+    if container.duration is not None:
+        # container times are in AV_TIME_BASE units (us) from the earliest stream's start
+        container_start = (container.start_time or 0) / 1e6
+        stream_start = float(stream.start_time * stream.time_base) if stream.start_time is not None else container_start
+        return container.duration / 1e6 - (stream_start - container_start)
     return None
 
 
@@ -54,8 +57,8 @@ class SampledVideo:
 
     After the iteration, ``duration`` (seconds), ``timestamps`` (one per row) and ``decode_frames``
     (frames decoded) are set; an undecodable file, one without a video stream or without a single
-    decodable frame raises VideoDecodeError naming it. ``expected_rows`` is the row count the metadata duration announces
-    (None without metadata), for progress bars.
+    decodable frame raises VideoDecodeError naming it. ``expected_rows`` is the row count that the
+    metadata duration announces (None without metadata), for progress bars.
     """
 
     def __init__(self, path, fps, threads="AUTO"):
@@ -75,6 +78,7 @@ class SampledVideo:
 
     def __iter__(self):
         av = _import_av()
+        self.duration, self.timestamps, self.decode_frames = None, [], 0  # a second iteration starts afresh
         if not os.path.isfile(self.path):
             raise self._error("no such file")
         try:

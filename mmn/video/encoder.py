@@ -9,6 +9,7 @@ L2-normalises every clip feature, as it does for the benchmarks' features.
 """
 import contextlib
 import functools
+import os
 import time
 
 import numpy as np
@@ -135,5 +136,7 @@ def load_image_encoder(name_or_path=DEFAULT_ENCODER, device=None, dtype="fp32", 
         raise ImageEncoderLoadError(f"device {device} requested but CUDA is not available (use --device cpu)")
     if dtype not in DTYPES:
         raise ImageEncoderLoadError(f"dtype must be one of {DTYPES}, got {dtype!r}")
+    if os.path.isdir(name_or_path):  # a local directory is recorded (HDF5 attributes) by its absolute path
+        name_or_path = os.path.abspath(name_or_path)
     model, processor = _load(name_or_path)
     return ImageEncoder(model, processor, device, dtype=dtype, batch_size=batch_size, name=name_or_path)
