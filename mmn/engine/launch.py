@@ -136,6 +136,7 @@ def train(cfg, device, resume=None, overwrite=False):
     if resume is None and cfg.SOLVER.RESUME:
         resume = "last"
     check_output_dir(cfg.OUTPUT_DIR, resume, overwrite)
+    seed_everything(cfg.SEED + comm.get_rank())  # the initial weights depend on SEED alone (a resume restores the RNG)
     model = build_model(cfg)
     if comm.get_world_size() > 1 and not model.supports_distributed:
         raise ConfigError(f"MODEL.ARCHITECTURE {cfg.MODEL.ARCHITECTURE!r} trains in one process only: "

@@ -100,7 +100,7 @@ class GroundingModel(nn.Module):
         if self.max_grad_norm > 0:
             torch.nn.utils.clip_grad_norm_(self.parameters(), self.max_grad_norm)
         optimizer.step()
-        return {k: float(v) for k, v in losses.items()}
+        return {k: float(v.detach()) for k, v in losses.items()}
 
     def end_epoch(self, scheduler, record):
         """After each training epoch (``record``: the epoch's losses); default: step the schedule."""

@@ -185,6 +185,8 @@ def build_cnm_vocabulary(cfg):
     if not c.GLOVE:
         raise ConfigError("MODEL.CNM.GLOVE is empty: give the .npz vocabulary or a GloVe text file")
     path = os.path.join(cfg.DATASETS.ROOT, c.GLOVE)  # an absolute GLOVE stays as it is
+    if not os.path.isfile(path):
+        raise ConfigError(f"{path}: MODEL.CNM.GLOVE not found (relative paths are under DATASETS.ROOT)")
     if path.endswith(".npz"):
         vocab = CNMVocabulary.from_npz(path, c.VOCAB_SIZE)
     else:
