@@ -99,6 +99,21 @@ def atomic_write_text(text, path):
     atomic_write(path, "w", lambda f: f.write(text))
 
 
+def _own_rng_state(saved, path):
+    """This rank's RNG state from a checkpoint: one state (single process) or a list of every rank's."""
+    from . import comm
+
+    if isinstance(saved, dict):
+        states = [saved]
+    else:
+        states = list(saved)
+    world, rank = comm.get_world_size(), comm.get_rank()
+    if len(states) != world:
+        logger.warning("%s holds the RNG states of %d process(es), this run has %d: the resumed run will not "
+                       "repeat the straight one exactly", path, len(states), world)
+    return states[rank % len(states)]
+
+
 class Checkpointer:
     """Saves and restores the full training state in OUTPUT_DIR.
 
@@ -111,7 +126,8 @@ class Checkpointer:
         self.output_dir = output_dir
         self.cfg = cfg
 
-    def save(self, name, model, optimizer=None, scheduler=None, epoch=None, best=None, last=False, record=None):
+    def save(self, name, model, optimizer=None, scheduler=None, epoch=None, best=None, last=False, record=None,
+             rng=None):
         from .seed import get_rng_state
 
         module = getattr(model, "module", model)
@@ -121,7 +137,7 @@ class Checkpointer:
             "scheduler": scheduler.state_dict() if scheduler is not None else None,
             "epoch": epoch,
             "best": best,
-            "rng": get_rng_state(),
+            "rng": rng if rng is not None else get_rng_state(),  # under torchrun: every rank's, in rank order
             "config": self.cfg.dump() if self.cfg is not None else None,
             "record": record,  # the epoch's training record, to finish its metrics line after a resume
         }
@@ -157,6 +173,6 @@ class Checkpointer:
         optimizer.load_state_dict(data["optimizer"])
         if scheduler is not None:
             scheduler.load_state_dict(data["scheduler"])
-        set_rng_state(data["rng"])
+        set_rng_state(_own_rng_state(data["rng"], path))
         logger.info("resumed from %s (epoch %d)", path, data["epoch"])
         return data["epoch"] + 1, data.get("best"), data.get("record")
