@@ -258,8 +258,8 @@ def extract_video(path, encoder, fps, progress=None):
 def extract_videos(videos, out, encoder, fps, progress=True):
     """Extract ``videos`` ([(video_id, path)]) into the HDF5 file ``out``; returns an ExtractionSummary.
 
-    Videos already in ``out`` are skipped; undecodable ones are reported (logged, and listed in the
-    summary's ``failed``) and skipped. Any other error (the encoder, the disk) stops the run, keeping the
+    Videos already in ``out`` are skipped; undecodable ones are reported (printed to stderr, and listed in
+    the summary's ``failed``) and skipped. Any other error (the encoder, the disk) stops the run, keeping the
     videos written so far.
     """
     from tqdm import tqdm
