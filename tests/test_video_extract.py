@@ -289,10 +289,10 @@ def test_cli_reports_corrupt_and_empty_videos_by_name_and_extracts_the_others(me
 
     # the same command again: the good videos are skipped, the bad files fail again
     proc = run_cli(str(folder), "--out", str(out), "--encoder", media["clip"], "--fps", "1", "--device", "cpu",
-                   "--annotation-skeleton", str(tmp_path / "ann.json"))
+                   "--annotation-skeleton", str(tmp_path / "ann" / "all.json"))  # ann/ does not exist yet
     assert proc.returncode == 1
     assert "5 video(s): 0 extracted, 2 already in the output, 3 failed" in proc.stdout
-    skeleton = json.loads((tmp_path / "ann.json").read_text())
+    skeleton = json.loads((tmp_path / "ann" / "all.json").read_text())
     assert skeleton["vfr"] == {"duration": round(durations["vfr"], 3), "timestamps": [], "sentences": []}
 
 
@@ -360,3 +360,15 @@ def test_the_extraction_benchmark_runs(tmp_path):
     result = json.loads(out.read_text())
     assert result["rows"] == 6 and result["decoded_frames"] == 30
     assert "frames/s" in proc.stdout and "decode" in proc.stdout
+
+
+def test_the_annotation_skeleton_keeps_filled_entries_and_adds_new_videos(tmp_path):
+    ann = tmp_path / "all.json"
+    filled = {"duration": 5.3, "timestamps": [[0.0, 2.5]], "sentences": ["a square moves right"]}
+    ann.write_text(json.dumps({"cfr_odd": filled}))
+    assert extract.write_annotation_skeleton(str(ann), {"cfr_odd": 5.3, "vfr": 4.4213}) == 1
+    got = json.loads(ann.read_text())
+    assert got == {"cfr_odd": filled, "vfr": {"duration": 4.421, "timestamps": [], "sentences": []}}
+    ann.write_text("{not json")
+    with pytest.raises(ExtractionInputError, match="all.json: existing annotation file is not valid JSON"):
+        extract.write_annotation_skeleton(str(ann), {"vfr": 4.4})

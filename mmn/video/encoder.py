@@ -29,7 +29,7 @@ def _from_pretrained(auto_class, name_or_path, what):
     except (OSError, ValueError, TypeError, KeyError) as err:
         raise ImageEncoderLoadError(
             f"cannot load the {what} {name_or_path!r} ({err.__class__.__name__}: {err}). Without network, pass "
-            "a local from_pretrained directory of a CLIP model (mmn-extract --encoder DIR, or INPUT.VIDEO.ENCODER)"
+            "a local from_pretrained directory of a CLIP model (--encoder DIR of mmn-extract or mmn-predict, or INPUT.VIDEO.ENCODER)"
         ) from None
 
 
@@ -105,7 +105,7 @@ def _load_model_strictly(name_or_path):
     except (OSError, ValueError, TypeError, KeyError) as err:
         raise ImageEncoderLoadError(
             f"cannot load the image encoder {name_or_path!r} ({err.__class__.__name__}: {err}). Without network, "
-            "pass a local from_pretrained directory of a CLIP model (mmn-extract --encoder DIR, or INPUT.VIDEO.ENCODER)"
+            "pass a local from_pretrained directory of a CLIP model (--encoder DIR of mmn-extract or mmn-predict, or INPUT.VIDEO.ENCODER)"
         ) from None
     except RuntimeError as err:  # size mismatches (e.g. a projection of another size than the config says)
         raise ImageEncoderLoadError(f"{name_or_path}: the checkpoint's weights do not fit its CLIP vision config "
