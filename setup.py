@@ -14,5 +14,5 @@ setup(
         "test": ["pytest"],
         "video": ["av"],  # mmn-extract: PyAV decoding (FFmpeg inside its wheels)
     },
-    entry_points={"console_scripts": ["mmn-predict = mmn.predict:main", "mmn-extract = mmn.video.extract:main"]},
+    entry_points={"console_scripts": ["mmn-predict = mmn.predict:cli", "mmn-extract = mmn.video.extract:cli"]},
 )

@@ -157,9 +157,11 @@ def test_evaluation_is_independent_of_the_batch_size_and_the_processes(parity_cf
         cfg.defrost()
         cfg.TEST.BATCH_SIZE = int(batch_size)
         results.append(evaluate(cfg, model, make_data_loader(cfg, dataset, is_train=False), torch.device("cpu")))
+    # the same table and moments; the scores up to float rounding (the text encoder pads to each batch's longest)
     for metrics, moments, scores in results[1:]:
         assert metrics == results[0][0]
-        assert torch.equal(moments.nan_to_num(-1), results[0][1].nan_to_num(-1)) and torch.equal(scores, results[0][2])
+        assert torch.equal(moments.nan_to_num(-1), results[0][1].nan_to_num(-1))
+        assert torch.allclose(scores, results[0][2], atol=1e-5)
     # two processes (test_net.py under torchrun) give the same table and the same top-5
     out = tmp_path / "res.json"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--nnodes=1",
@@ -175,5 +177,6 @@ def test_evaluation_is_independent_of_the_batch_size_and_the_processes(parity_cf
     assert result["metrics"] == results[0][0]
     for q, query in enumerate(result["queries"]):
         kept = torch.isfinite(results[0][2][q])
-        expected = torch.cat([results[0][1][q][kept], results[0][2][q][kept, None].double()], 1).tolist()
-        assert query["top5"] == [[round(x, 4) for x in row] for row in expected]
+        top = torch.tensor(query["top5"], dtype=torch.float64)
+        assert top[:, :2].tolist() == [[round(x, 4) for x in row] for row in results[0][1][q][kept].tolist()]
+        assert torch.allclose(top[:, 2], results[0][2][q][kept].double(), atol=1e-4)

@@ -336,7 +336,7 @@ def test_num_samples_counts_partial_last_clip():
     assert decode.num_samples(4.01, 0.5) == 3  # a last clip of 10 ms counts
 
 
-def test_the_console_script_names_the_cli(media):
+def test_the_console_script_names_the_cli(media, monkeypatch, capsys):
     """setup.py's mmn-extract entry point resolves to the CLI (the installed script may point elsewhere)."""
     import importlib
     import re
@@ -344,10 +344,17 @@ def test_the_console_script_names_the_cli(media):
     with open(os.path.join(ROOT, "setup.py")) as f:
         target = re.search(r'"mmn-extract\s*=\s*([\w.]+):(\w+)"', f.read())
     assert target, "setup.py declares no mmn-extract console script"
-    main = getattr(importlib.import_module(target.group(1)), target.group(2))
+    script = getattr(importlib.import_module(target.group(1)), target.group(2))
+    monkeypatch.setattr(sys, "argv", ["mmn-extract", "--help"])
     with pytest.raises(SystemExit) as exit_info:
-        main(["--help"])
-    assert exit_info.value.code == 0
+        script()
+    assert exit_info.value.code == 0 and "--encoder" in capsys.readouterr().out
+    # an unusable input is one line naming it, exit status 2 (main's MMNError convention)
+    monkeypatch.setattr(sys, "argv", ["mmn-extract", "no_such_video.mp4", "--out", "x.hdf5"])
+    with pytest.raises(SystemExit) as exit_info:
+        script()
+    assert exit_info.value.code == 2
+    assert "mmn-extract: error: no_such_video.mp4: no such file or folder" in capsys.readouterr().err
 
 
 def test_the_extraction_benchmark_runs(tmp_path):

@@ -133,6 +133,7 @@ _C.SOLVER = CN()
 _C.SOLVER.MAX_EPOCH = 12
 _C.SOLVER.LR = 0.01
 _C.SOLVER.CHECKPOINT_PERIOD = 1
+_C.SOLVER.KEEP_LAST = 0  # (mmn) keep only the newest N model_{epoch}e.pth (0: keep all); never best_*
 _C.SOLVER.TEST_PERIOD = 1
 _C.SOLVER.BATCH_SIZE = 32  # global batch (videos), split across processes
 # (mmn) the global batch is split into this many shards whatever the number of processes (a multiple of it):

@@ -1,4 +1,4 @@
 """``python -m mmn.video ...`` is ``mmn-extract ...``."""
-from .extract import main
+from .extract import cli
 
-main()
+raise SystemExit(cli())

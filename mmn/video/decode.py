@@ -13,6 +13,8 @@ without either, or when the decoded frames run past it, the end of the last deco
 import math
 import os
 
+from ..utils.errors import MMNError
+
 # sample times within this many seconds of a frame time are taken as equal (float noise of time bases)
 TIME_EPS = 1e-6
 # a trailing clip shorter than this gets no row: re-timing a stream to the container's time base (mp4
@@ -21,7 +23,7 @@ TIME_EPS = 1e-6
 DURATION_SLACK = 1e-3
 
 
-class VideoDecodeError(ValueError):
+class VideoDecodeError(MMNError, ValueError):
     """A video that cannot be decoded or holds no frame; the message names the file."""
 
 

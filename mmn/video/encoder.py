@@ -15,11 +15,13 @@ import time
 import numpy as np
 import torch
 
+from ..utils.errors import MMNError
+
 DEFAULT_ENCODER = "openai/clip-vit-base-patch32"
 DTYPES = ("fp32", "bf16")
 
 
-class ImageEncoderLoadError(RuntimeError):
+class ImageEncoderLoadError(MMNError, RuntimeError):
     """The image encoder or its image processor could not be loaded from the given name or path."""
 
 

@@ -28,8 +28,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..utils.errors import MMNError, run_cli
 from .decode import SampledVideo, VideoDecodeError
-from .encoder import DEFAULT_ENCODER, DTYPES, ImageEncoderLoadError, load_image_encoder
+from .encoder import DEFAULT_ENCODER, DTYPES, load_image_encoder
 
 logger = logging.getLogger("mmn.video")
 
@@ -40,7 +41,7 @@ PARTIAL_GROUP = ".mmn_partial"  # where a video's entry is written before it is 
 LAYOUT_ATTRS = ("encoder", "fps", "feature_dim")
 
 
-class ExtractionInputError(ValueError):
+class ExtractionInputError(MMNError, ValueError):
     """Inputs or an output file that cannot be used; the message names the path."""
 
 
@@ -325,6 +326,8 @@ def build_parser():
 
 
 def main(argv=None):
+    """Parse ``argv`` and extract; returns the exit status: 0, or 1 when any video failed. Bad inputs or
+    output raise an ``MMNError`` (``cli`` reports it in one line, status 2)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s")
@@ -336,16 +339,12 @@ def main(argv=None):
         import torch
 
         torch.set_num_threads(args.threads)
-    try:
-        videos = collect_videos(args.inputs)
-        if not videos:
-            raise ExtractionInputError(f"no video files in {' '.join(args.inputs)}")
-        encoder = load_image_encoder(args.encoder, args.device, args.dtype, args.batch_size)
-        out_dir = os.path.dirname(os.path.abspath(args.out))
-        os.makedirs(out_dir, exist_ok=True)
-        summary = extract_videos(videos, args.out, encoder, args.fps, progress=not args.no_progress)
-    except (ExtractionInputError, ImageEncoderLoadError) as err:
-        parser.exit(2, f"mmn-extract: error: {err}\n")
+    videos = collect_videos(args.inputs)
+    if not videos:
+        raise ExtractionInputError(f"no video files in {' '.join(args.inputs)}")
+    encoder = load_image_encoder(args.encoder, args.device, args.dtype, args.batch_size)
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    summary = extract_videos(videos, args.out, encoder, args.fps, progress=not args.no_progress)
     durations_path = args.durations or default_durations_path(args.out)
     _atomic_write_json(summary.durations, durations_path)
     if args.annotation_skeleton:
@@ -355,10 +354,14 @@ def main(argv=None):
     print(f"mmn-extract: durations of the {len(summary.durations)} video(s) in the file: {durations_path}")
     for vid, path, message in summary.failed:
         print(f"mmn-extract: FAILED {vid}: {message}")
-    if summary.failed:
-        sys.exit(1)
-    return summary
+    return 1 if summary.failed else 0
+
+
+def cli():
+    """The mmn-extract console script: exit status 0, 1 when some videos failed (named in the summary),
+    or one error line and 2 for unusable inputs, output file or encoder (``--debug``: the traceback)."""
+    return run_cli(main, prog="mmn-extract")
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(cli())

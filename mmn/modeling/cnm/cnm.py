@@ -86,7 +86,7 @@ class CNM(GroundingModel):
         self.vocab_size = c.VOCAB_SIZE + 1  # kept words + id 0 (padding, predicted after the last word)
         self.hidden_size = hidden
         if c.GENERATOR_HEAD not in ("last", "pooled"):
-            raise ValueError(f"MODEL.CNM.GENERATOR_HEAD must be 'last' or 'pooled', got {c.GENERATOR_HEAD!r}")
+            raise ConfigError(f"MODEL.CNM.GENERATOR_HEAD must be 'last' or 'pooled', got {c.GENERATOR_HEAD!r}")
         self.generator_head = c.GENERATOR_HEAD
         # creation order = the release's, so that the same seed gives the same initial weights
         self.frame_fc = nn.Linear(c.FRAME_DIM, hidden)

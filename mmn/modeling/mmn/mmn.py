@@ -54,6 +54,8 @@ def check_geometry(cfg):
                           f"NUM_CLIPS = {stride}) gives (NUM_PRE_CLIPS - KERNEL_SIZE) // stride + 1 = {pooled} clips, "
                           f"not NUM_CLIPS = {n} (the official configs use KERNEL_SIZE = stride, e.g. NUM_PRE_CLIPS "
                           f"{n * 2}, KERNEL_SIZE 2)")
+    if mmn.FEAT2D.NAME not in ("pool", "conv"):
+        raise ConfigError(f"MODEL.MMN.FEAT2D.NAME must be 'pool' or 'conv', got {mmn.FEAT2D.NAME!r}")
     if not counts or any(c < 0 for c in counts) or counts[0] < 1:
         raise ConfigError(f"MODEL.MMN.FEAT2D.POOLING_COUNTS {counts}: need non-negative counts, the first >= 1")
     problem = sparse_map_lengths(counts, n)
