@@ -160,7 +160,9 @@ def test_full_clip_checkpoint_gives_its_vision_tower_and_projection(tmp_path, me
     from mmn.video.synthetic import TINY
 
     torch.manual_seed(1)
-    clip = CLIPModel(CLIPConfig(vision_config=TINY, projection_dim=16,
+    # vision_config without projection_dim (its default, 512, is saved with it): the top-level 16 is the one
+    vision = {k: v for k, v in TINY.items() if k != "projection_dim"}
+    clip = CLIPModel(CLIPConfig(vision_config=vision, projection_dim=16,
                                 text_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1,
                                                  num_attention_heads=2, vocab_size=99)))
     clip.save_pretrained(str(tmp_path))

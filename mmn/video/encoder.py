@@ -25,14 +25,17 @@ class ImageEncoderLoadError(MMNError, RuntimeError):
     """The image encoder or its image processor could not be loaded from the given name or path."""
 
 
+def _load_error(what, name_or_path, err):
+    return ImageEncoderLoadError(
+        f"cannot load the {what} {name_or_path!r} ({err.__class__.__name__}: {err}). Without network, pass a local "
+        "from_pretrained directory of a CLIP model (--encoder DIR of mmn-extract or mmn-predict, or INPUT.VIDEO.ENCODER)")
+
+
 def _from_pretrained(auto_class, name_or_path, what):
     try:
         return auto_class.from_pretrained(name_or_path)
     except (OSError, ValueError, TypeError, KeyError) as err:
-        raise ImageEncoderLoadError(
-            f"cannot load the {what} {name_or_path!r} ({err.__class__.__name__}: {err}). Without network, pass "
-            "a local from_pretrained directory of a CLIP model (--encoder DIR of mmn-extract or mmn-predict, or INPUT.VIDEO.ENCODER)"
-        ) from None
+        raise _load_error(what, name_or_path, err) from None
 
 
 def resolve_encoder_device(name=None):
@@ -100,15 +103,20 @@ def _load_model_strictly(name_or_path):
     ``from_pretrained`` alone only warns when weights are missing (a CLIPVisionModel saved without its
     projection) and re-initialises them at random: the features would silently be noise.
     """
-    from transformers import CLIPVisionModelWithProjection
+    from transformers import AutoConfig, CLIPConfig, CLIPVisionModelWithProjection
 
     try:
-        model, info = CLIPVisionModelWithProjection.from_pretrained(name_or_path, output_loading_info=True)
+        config = AutoConfig.from_pretrained(name_or_path)
+        kwargs = {}
+        if isinstance(config, CLIPConfig):
+            # a whole CLIP checkpoint: the projection's size is the top-level projection_dim; its nested
+            # vision_config may carry another (the default 512), which would not fit the projection weights
+            vision = config.vision_config
+            vision.projection_dim = config.projection_dim
+            kwargs["config"] = vision
+        model, info = CLIPVisionModelWithProjection.from_pretrained(name_or_path, output_loading_info=True, **kwargs)
     except (OSError, ValueError, TypeError, KeyError) as err:
-        raise ImageEncoderLoadError(
-            f"cannot load the image encoder {name_or_path!r} ({err.__class__.__name__}: {err}). Without network, "
-            "pass a local from_pretrained directory of a CLIP model (--encoder DIR of mmn-extract or mmn-predict, or INPUT.VIDEO.ENCODER)"
-        ) from None
+        raise _load_error("image encoder", name_or_path, err) from None
     except RuntimeError as err:  # size mismatches (e.g. a projection of another size than the config says)
         raise ImageEncoderLoadError(f"{name_or_path}: the checkpoint's weights do not fit its CLIP vision config "
                                     f"({err})") from None
