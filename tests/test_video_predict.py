@@ -94,7 +94,7 @@ def pipeline(tmp_path_factory):
     cfg = load_config(CONFIG, [str(v) for v in opts])
     assert cfg.MODEL.MMN.FEATPOOL.INPUT_SIZE == 512 and cfg.INPUT.VIDEO.ENCODER == clip
     launch.train(cfg, CPU)
-    return {"root": root, "videos": videos, "clip": clip, "ckpt": str(out / "model_1e.pth"),
+    return {"root": root, "videos": videos, "clip": clip, "ckpt": str(out / "model_1e.pth"), "opts": opts,
             "durations": json.loads((root / "feats.durations.json").read_text())}
 
 
@@ -139,6 +139,27 @@ def test_an_extractor_of_another_feature_size_is_refused(pipeline, tmp_path):
     predictor = Predictor.from_checkpoint(pipeline["ckpt"], device="cpu")
     with pytest.raises(PredictionInputError, match="16-d features but the checkpoint's model expects 512"):
         predictor.predict_video(str(pipeline["videos"] / "clip0.mp4"), SENTENCES[:1], encoder=other)
+
+
+def test_training_refuses_an_fps_other_than_the_features_and_warns_on_the_encoder(pipeline, caplog):
+    from mmn.config.loading import ConfigError
+    from mmn.data import build_dataset
+
+    opts = [str(v) for v in pipeline["opts"]]
+    at = opts.index("INPUT.VIDEO.FPS")
+    wrong_fps = load_config(CONFIG, opts[:at + 1] + ["0.5"] + opts[at + 2:])
+    with pytest.raises(ConfigError, match=r"feats.hdf5: features extracted by mmn-extract at fps 2, but "
+                                          r"INPUT.VIDEO.FPS is 0.5: set INPUT.VIDEO.FPS 2"):
+        build_dataset(wrong_fps, "mydata_train", is_train=True)
+    at = opts.index("INPUT.VIDEO.ENCODER")
+    no_encoder = load_config(CONFIG, opts[:at + 1] + [""] + opts[at + 2:])
+    with caplog.at_level("WARNING", logger="mmn"):
+        build_dataset(no_encoder, "mydata_train", is_train=True)
+    assert "INPUT.VIDEO.ENCODER is empty: this run's checkpoints cannot predict on video files" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="mmn"):
+        build_dataset(load_config(CONFIG, opts), "mydata_train", is_train=True)  # the matching extractor
+    assert "INPUT.VIDEO" not in caplog.text
 
 
 def test_mmn_predict_video_input_errors(pipeline, tmp_path):
