@@ -1,7 +1,6 @@
 """MMN: Mutual Matching Network (AAAI 2022)."""
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from ...config.loading import ConfigError
 from ...data.features import prepare_video_features
