@@ -107,6 +107,19 @@ def test_time_base_rounding_of_the_duration_adds_no_row(tmp_path):
     assert video.timestamps == pytest.approx([0.0, 2.0, 4.0, 6.0, 8.0], abs=1e-3)
 
 
+@pytest.mark.parametrize("degrees", [90, -90, 180])
+def test_a_phone_video_stored_sideways_is_turned_upright(tmp_path, degrees):
+    from mmn.video.synthetic import frame_image
+
+    path = str(tmp_path / "phone.mp4")
+    write_video(path, constant_rate_times(1.0, 10), rate=10, display_rotation=degrees)
+    (_, shown), = list(SampledVideo(path, 1.0))
+    want = np.rot90(frame_image(0, 64, 48), degrees // 90)  # what a player shows: the pixels turned
+    assert shown.shape == want.shape
+    assert np.abs(shown.astype(int) - want).mean() < 12  # mpeg4 is lossy; a wrong turn is far off (> 50)
+    assert shown.flags["C_CONTIGUOUS"]
+
+
 def test_a_file_that_is_not_a_video_is_an_error_naming_it(tmp_path):
     bad = tmp_path / "notes.mp4"
     bad.write_text("this is not a video")

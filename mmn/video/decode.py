@@ -13,6 +13,8 @@ without either, or when the decoded frames run past it, the end of the last deco
 import math
 import os
 
+import numpy as np
+
 from ..utils.errors import MMNError
 
 # sample times within this many seconds of a frame time are taken as equal (float noise of time bases)
@@ -39,6 +41,15 @@ def num_samples(duration, fps):
     """Rows of a video of ``duration`` seconds sampled at ``fps``: ceil(duration x fps), at least 1
     (a last clip shorter than DURATION_SLACK does not count)."""
     return max(1, math.ceil((duration - DURATION_SLACK) * fps))
+
+
+def upright_rgb(frame):
+    """The frame as RGB uint8 H x W x 3, turned as a player shows it: phone videos store their pixels
+    sideways plus a display matrix (``frame.rotation``, degrees counter-clockwise, multiples of 90 in
+    practice), which FFmpeg's players apply and ``to_ndarray`` does not. Mirroring in the matrix is ignored."""
+    rgb = frame.to_ndarray(format="rgb24")
+    quarter_turns = round((frame.rotation or 0) / 90) % 4
+    return np.ascontiguousarray(np.rot90(rgb, quarter_turns)) if quarter_turns else rgb
 
 
 def _metadata_duration(container, stream):
@@ -111,7 +122,7 @@ class SampledVideo:
 
         def rgb(frame):
             if rgb_of[0] is not frame:
-                rgb_of[:] = frame, frame.to_ndarray(format="rgb24")
+                rgb_of[:] = frame, upright_rgb(frame)
             return rgb_of[1]
 
         try:

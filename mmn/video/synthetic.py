@@ -31,11 +31,12 @@ def frame_image(k, width, height, rng_seed=0):
 
 
 def write_video(path, frame_times, width=64, height=48, codec="mpeg4", time_base=fractions.Fraction(1, 1000),
-                rate=25):
+                rate=25, display_rotation=0):
     """Write the frames of ``frame_image`` at ``frame_times`` (seconds, increasing) into ``path``.
 
     Timestamps are exact multiples of ``time_base``; the container's duration is the last frame time plus
-    one nominal frame (1 / ``rate``). Returns the frame times as stored (rounded to ``time_base``).
+    one nominal frame (1 / ``rate``); ``display_rotation`` (degrees counter-clockwise) stores the frames
+    sideways with a display matrix, as phones do. Returns the frame times as stored (rounded to ``time_base``).
     """
     import av
 
@@ -46,6 +47,8 @@ def write_video(path, frame_times, width=64, height=48, codec="mpeg4", time_base
         stream.time_base = time_base
         stream.codec_context.time_base = time_base
         stream.codec_context.gop_size = 12
+        if display_rotation:
+            stream.set_display_rotation(display_rotation)
         for k, t in enumerate(frame_times):
             frame = av.VideoFrame.from_ndarray(frame_image(k, width, height), format="rgb24")
             frame.pts = int(round(t / time_base))
