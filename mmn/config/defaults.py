@@ -88,7 +88,8 @@ _C.MODEL.MMN.LOSS.TAU_VIDEO = 0.2
 _C.MODEL.MMN.LOSS.TAU_SENT = 0.2
 _C.MODEL.MMN.LOSS.MARGIN = 0.2
 # (mmn) the losses over the whole global batch: the contrastive negatives come from every shard and process
-# (gathered with their gradients), the means are over all its sentences. False: each shard's own (official)
+# (gathered with their gradients), the means are over all its sentences; BatchNorm stays per shard unless
+# MODEL.SYNC_BN. False: each shard's own losses (official)
 _C.MODEL.MMN.LOSS.GLOBAL_NEGATIVES = False
 
 # (mmn) CNM (weakly supervised, Gaussian-mask proposals; docs/CNM.md): the release's Charades-STA values
