@@ -21,6 +21,12 @@ _C.MODEL.SYNC_BN = False
 
 _C.INPUT = CN()
 _C.INPUT.NUM_PRE_CLIPS = 256
+# (mmn) the extractor of the clip features when they come from video files (mmn-extract), recorded in the
+# config of every checkpoint so that mmn-predict --video extracts exactly as the training features were;
+# ENCODER "" means features made elsewhere (the benchmarks' VGG / C3D / I3D), which no video can reproduce
+_C.INPUT.VIDEO = CN()
+_C.INPUT.VIDEO.ENCODER = ""  # from_pretrained name or local directory of a CLIP model (mmn-extract --encoder)
+_C.INPUT.VIDEO.FPS = 0.5     # frames sampled per second (mmn-extract --fps): one feature row per 1 / FPS s
 
 _C.DATASETS = CN()
 # used in best_<NAME>.pth; (mmn) derived from the splits' catalog entries when empty, checked against them when given
