@@ -6,6 +6,7 @@ so configs/pool_clip_b32_fps05.yaml is used with its FEATPOOL.INPUT_SIZE); a tin
 tokenizer saved from a small vocabulary file. The model is shrunk by overrides, not the feature side.
 """
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -141,10 +142,12 @@ def test_an_extractor_of_another_feature_size_is_refused(pipeline, tmp_path):
         predictor.predict_video(str(pipeline["videos"] / "clip0.mp4"), SENTENCES[:1], encoder=other)
 
 
-def test_training_refuses_an_fps_other_than_the_features_and_warns_on_the_encoder(pipeline, caplog):
+def test_training_refuses_an_fps_other_than_the_features_and_warns_on_the_encoder(pipeline, caplog, monkeypatch):
     from mmn.config.loading import ConfigError
     from mmn.data import build_dataset
 
+    # setup_logger (run by earlier tests) stops the "mmn" logger's propagation: listen on it directly
+    monkeypatch.setattr(logging.getLogger("mmn"), "propagate", True)
     opts = [str(v) for v in pipeline["opts"]]
     at = opts.index("INPUT.VIDEO.FPS")
     wrong_fps = load_config(CONFIG, opts[:at + 1] + ["0.5"] + opts[at + 2:])
