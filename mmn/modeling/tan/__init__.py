@@ -1,0 +1,4 @@
+"""2D-TAN (AAAI 2020, microsoft/2D-TAN): importing this package registers "TAN" in the model registry."""
+from .tan import TAN
+
+__all__ = ["TAN"]
