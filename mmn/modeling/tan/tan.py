@@ -119,9 +119,8 @@ class TAN(GroundingModel):
     @classmethod
     def build_dataset(cls, cfg, entry, is_train=False):
         c = cfg.MODEL.TAN
-        root = cfg.DATASETS.ROOT
         feat_key = getattr(entry, "feat_key", "default")
-        return TANDataset(os.path.join(root, entry.ann_file), os.path.join(root, entry.feat_file), entry.format,
+        return TANDataset(entry.ann_file, entry.feat_file, entry.format,
                           lambda words: cls.word_vectors(cfg, words), c.NUM_SAMPLE_CLIPS, num_map_clips(cfg),
                           normalize=c.NORMALIZE, feat_key=feat_key, feat_dim=c.FRAME_MODULE.INPUT_SIZE)
 
