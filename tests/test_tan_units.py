@@ -286,3 +286,27 @@ def test_conv_config_builds_official_parameter_shapes():
     assert shapes["map_layer.convs.7.weight"] == (512, 512, 5, 5) and shapes["pred_layer.weight"] == (1, 512, 1, 1)
     assert shapes["fusion_layer.textual_encoder.weight_ih_l0"] == (2048, 300)
     assert len(shapes) == 2 + 32 + 12 + 4 + 16 + 2  # frame, prop, LSTM, tex_linear + vis_conv, map, pred
+
+
+def test_model_schedule_and_ranking_defaults_are_official(official_cfg):
+    """TAN.end_epoch steps on -(val loss); TAN.rank_moments ranks the zero-score (masked) cells last."""
+    cfg = official_to_cfg(official_cfg, **{"MODEL.TAN.SOLVER.PATIENCE": 0, "MODEL.TAN.SOLVER.FACTOR": 0.5})
+    model = TAN(cfg)
+    optimizer, scheduler = model.build_optimizer(cfg)
+    model.end_epoch(scheduler, {"val": {"loss": 1.0}})
+    model.end_epoch(scheduler, {"val": {"loss": 0.5}})  # falls: no improvement of -loss, patience 0 -> cut
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(cfg.MODEL.TAN.SOLVER.LR * 0.5)
+    joint_prob = torch.zeros(1, 8, 8)
+    joint_prob[0, 0, 3] = 0.7  # one scored cell: NMS goes on into the masked ones
+    batch = TAN.build_query_batch(cfg, torch.randn(20, 32), 16.0, ["a person sits"])
+    ranked = model.rank_moments({"joint_prob": joint_prob}, batch, 5)
+    assert ranked.moments[0, 0].tolist() == [0.0, 8.0] and not torch.isnan(ranked.moments).any()
+    assert ranked.scores[0, 1:].eq(0).all()
+
+
+def test_rescaled_targets_bias():
+    from mmn.modeling.tan.loss import rescaled_iou_targets
+
+    iou = torch.tensor([0.2, 0.5, 0.75, 1.0], dtype=torch.float64)
+    assert rescaled_iou_targets(iou, 0.5, 1.0, 0.0).tolist() == [0.0, 0.0, 0.5, 1.0]
+    assert rescaled_iou_targets(iou, 0.5, 1.0, 0.1).tolist() == pytest.approx([0.0, 0.0, 0.55, 1.0])
