@@ -1,13 +1,14 @@
 """Evaluate a checkpoint (ours or a released official one) on the config's test split.
 
-    python test_net.py --config-file configs/pool_charades_16x16_k5l8.yaml --ckpt best_charades.pth
+    python test_net.py --ckpt outputs/charades/best_charades.pth        # the config stored in the checkpoint
+    python test_net.py --config-file configs/pool_charades_16x16_k5l8.yaml --ckpt best_charades.pth  # official ones
 """
-from mmn.engine.launch import argument_parser, setup, test
+from mmn.engine.launch import argument_parser, parse_args, setup, test
 
 
-def main():
-    args = argument_parser("Evaluate an MMN checkpoint", need_ckpt=True).parse_args()
-    cfg, device = setup(args.config_file, args.opts)
+def main(argv=None):
+    args = parse_args(argument_parser("Evaluate a temporal grounding checkpoint", need_ckpt=True), argv)
+    cfg, device = setup(args.config_file, args.opts, checkpoint=args.ckpt)
     test(cfg, device, args.ckpt, args.out, vis=args.vis)
 
 

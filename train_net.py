@@ -1,15 +1,15 @@
 """Train a temporal grounding model.
 
-    python train_net.py --config-file configs/pool_charades_16x16_k5l8.yaml [KEY VALUE ...]
+    python train_net.py --config-file configs/pool_charades_16x16_k5l8.yaml [KEY VALUE ...] [--resume [PATH]]
     torchrun --nproc_per_node=N train_net.py --config-file ...   # DistributedDataParallel
 """
-from mmn.engine.launch import argument_parser, setup, train
+from mmn.engine.launch import argument_parser, parse_args, setup, train
 
 
-def main():
-    args = argument_parser("Train MMN").parse_args()
+def main(argv=None):
+    args = parse_args(argument_parser("Train a temporal grounding model"), argv)
     cfg, device = setup(args.config_file, args.opts)
-    train(cfg, device, resume=args.resume)
+    train(cfg, device, resume=args.resume, overwrite=args.overwrite)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ import h5py
 import torch
 import torch.nn.functional as F
 
-from mmn.data.annotations import FEATURE_KEYS
+from mmn.data.catalog import builtin_entries
 
 IOU_METRICS = {"charades": (0.5, 0.7), "activitynet": (0.3, 0.5, 0.7), "tacos": (0.1, 0.3, 0.5)}
 
@@ -115,7 +115,7 @@ def resample_loop(feats, num_pre_clips):
 def read_video_features(feat_file, vid, num_pre_clips, fmt):
     """Open the HDF5 file, read one video, close it; L2-normalise and resample (done for every item)."""
     with h5py.File(feat_file, "r") as f:
-        key = FEATURE_KEYS[fmt]
+        key = builtin_entries("")[f"{fmt}_test"].feat_key
         feat = f[vid][key][:] if key else f[vid][:]
     return resample_loop(F.normalize(torch.from_numpy(feat), dim=1), num_pre_clips)
 

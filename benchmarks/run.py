@@ -133,6 +133,7 @@ def worker_eval(spec):
 
     from benchmarks.official_baseline import official_evaluate
     from mmn.data.annotations import load_annotations
+    from mmn.data.catalog import builtin_entries
     from mmn.evaluation import evaluate_predictions
     from mmn.modeling.mmn.feat2d import sparse_moment_cells
 
@@ -140,6 +141,7 @@ def worker_eval(spec):
     name = spec["dataset"]
     n = cfg.MODEL.MMN.NUM_CLIPS
     nms, power = cfg.TEST.NMS_THRESH, cfg.TEST.CONTRASTIVE_SCORE_POW
+    thresholds = builtin_entries("")[f"{name}_test"].iou_thresholds
     videos, _ = load_annotations(spec["test_ann"], name)
     counts = [len(v.moments) for v in videos]
     q = sum(counts)
@@ -154,7 +156,7 @@ def worker_eval(spec):
 
     def ours(nq):
         t0 = time.perf_counter()
-        metrics, top, _ = evaluate_predictions(contrastive[:nq], iou[:nq], durations[:nq], gt[:nq], name, nms, power)
+        metrics, top, _ = evaluate_predictions(contrastive[:nq], iou[:nq], durations[:nq], gt[:nq], thresholds, nms, power)
         return time.perf_counter() - t0, metrics, top
 
     ours(min(q, 256))  # warm-up (allocator, first-call overheads)
@@ -216,7 +218,8 @@ def worker_data(spec):
     import torch
 
     from benchmarks.official_baseline import OfficialStyleDataset, official_collate
-    from mmn.data import TLGDataset, make_data_loader
+    from mmn.data import make_data_loader
+    from mmn.modeling.mmn.dataset import MMNDataset
     from mmn.data.tokenization import load_tokenizer
 
     cfg = _load_cfg(spec)
@@ -226,7 +229,7 @@ def worker_data(spec):
 
     def build(ann, tokenizer, check):
         if impl == "ours":
-            return TLGDataset(ann, spec["feat_file"], name, p, tokenizer, feat_dim=d, check_features=check)
+            return MMNDataset(ann, spec["feat_file"], name, p, tokenizer, feat_dim=d, check_features=check)
         return OfficialStyleDataset(ann, spec["feat_file"], name, p, n, tokenizer)
 
     gc.collect()
@@ -292,7 +295,7 @@ def worker_data(spec):
             # again with the opt-in pre-resampled cache (DATALOADER.FEATURE_CACHE_DIR)
             with tempfile.TemporaryDirectory(dir=os.path.dirname(spec["feat_file"])) as cache_dir:
                 t0 = time.perf_counter()
-                cached = TLGDataset(spec["loader_ann"], spec["feat_file"], name, p, tokenizer, feat_dim=d,
+                cached = MMNDataset(spec["loader_ann"], spec["feat_file"], name, p, tokenizer, feat_dim=d,
                                     feature_cache_dir=cache_dir)
                 cache_build_s = time.perf_counter() - t0
                 items, dt = _timed_passes(make_data_loader(cfg, cached, is_train=True), spec["passes"], count)
@@ -366,7 +369,9 @@ def worker_train(spec):
     import torch
 
     from benchmarks.official_baseline import official_evaluate
-    from mmn.data import BatchCollator, TLGDataset, make_data_loader
+    from mmn.data import make_data_loader
+    from mmn.modeling.mmn.batch import MMNCollator
+    from mmn.modeling.mmn.dataset import MMNDataset
     from mmn.modeling import build_model
 
     name = spec["dataset"]
@@ -394,10 +399,10 @@ def worker_train(spec):
         return dense
 
     if spec["steps"] > 0 and batch_videos > 0:
-        train_set = TLGDataset(spec["train_ann"], spec["feat_file"], name, cfg.INPUT.NUM_PRE_CLIPS,
+        train_set = MMNDataset(spec["train_ann"], spec["feat_file"], name, cfg.INPUT.NUM_PRE_CLIPS,
                                spec["text_encoder"], feat_dim=mmn.FEATPOOL.INPUT_SIZE)
         # the first videos in dataset order, one fixed batch (loader time is measured separately)
-        batch = BatchCollator(train_set.pad_token_id)([train_set[i] for i in range(batch_videos)])
+        batch = MMNCollator(train_set.pad_token_id)([train_set[i] for i in range(batch_videos)])
         ours = _time_train_steps(cfg, model, batch, spec, "tiled convs")
         dense = _time_train_steps(dense_cfg, dense_model(), batch, spec, "dense convs")
         dense.pop("peak_rss_mb")  # measured with the tiled model still resident: not comparable
@@ -418,7 +423,7 @@ def worker_train(spec):
         e2e_ann = os.path.join(os.path.dirname(spec["test_ann"]), "test_e2e.json")
         with open(e2e_ann, "w") as f:
             json.dump({k: entries[k] for k in list(entries)[:spec["e2e_videos"]]}, f)
-        test_set = TLGDataset(e2e_ann, spec["feat_file"], name, cfg.INPUT.NUM_PRE_CLIPS,
+        test_set = MMNDataset(e2e_ann, spec["feat_file"], name, cfg.INPUT.NUM_PRE_CLIPS,
                               spec["text_encoder"], feat_dim=mmn.FEATPOOL.INPUT_SIZE)
         loader = make_data_loader(cfg, test_set, is_train=False)
         nms, power = cfg.TEST.NMS_THRESH, cfg.TEST.CONTRASTIVE_SCORE_POW
@@ -515,9 +520,9 @@ def _write_annotation_vocab(path):
 
 
 def _ann_path(name, split):
-    from mmn.config.paths_catalog import get_dataset_paths
+    from mmn.data.catalog import builtin_entries
 
-    return get_dataset_paths(f"{name}_{split}", os.path.join(REPO, "dataset"))["ann_file"]
+    return builtin_entries(os.path.join(REPO, "dataset"))[f"{name}_{split}"].ann_file
 
 
 def prepare_dataset(name, workdir, mode):
@@ -526,7 +531,7 @@ def prepare_dataset(name, workdir, mode):
     import numpy as np
 
     from mmn.config import load_config
-    from mmn.data.annotations import FEATURE_KEYS
+    from mmn.data.catalog import builtin_entries
 
     cfg = load_config(os.path.join(REPO, CONFIG_FILES[name]))
     dim = cfg.MODEL.MMN.FEATPOOL.INPUT_SIZE
@@ -556,7 +561,7 @@ def prepare_dataset(name, workdir, mode):
     clips = {k: RAW_CLIPS[name](e) for k, e in list(train.items()) + list(test.items()) if k in timed}
     pool = rng.standard_normal((max(clips.values()) + 257, dim), dtype=np.float32)  # rows to slice from
     files["feat_file"] = os.path.join(out, "features.hdf5")
-    key = FEATURE_KEYS[name]
+    key = builtin_entries("")[f"{name}_test"].feat_key
     total = 0
     with h5py.File(files["feat_file"], "w") as f:
         for vid, n in clips.items():

@@ -1,10 +1,11 @@
 """Ask a trained model where a sentence happens in a video: the ``Predictor`` API and its CLI.
 
     from mmn.predict import Predictor
-    predictor = Predictor.from_files("configs/pool_charades_16x16_k5l8.yaml", "best_charades.pth")
+    predictor = Predictor.from_checkpoint("outputs/charades/best_charades.pth")   # the config it carries
     moments = predictor.predict(features, duration=30.5, sentences=["person opens the door."])
 
-Only the model, the feature preprocessing and the evaluation's NMS are used: no training code.
+Any registered model works: the batch comes from its ``build_query_batch`` and the ranked moments from
+its ``rank_moments`` (the model contract, mmn/modeling/base.py); no training code is used.
 """
 import argparse
 import json
@@ -15,12 +16,9 @@ import numpy as np
 import torch
 
 from .config import load_config, resolve_device
-from .data.annotations import FEATURE_KEYS
-from .data.features import FeatureError, HDF5FeatureReader, prepare_video_features
-from .data.tokenization import load_tokenizer
-from .evaluation import fused_top_moments
+from .data.catalog import get_entry
+from .data.features import FeatureError, HDF5FeatureReader
 from .modeling import build_model
-from .structures import TLGBatch
 from .utils.checkpoint import atomic_write_text, load_model_weights
 from .utils.speed import apply_speed_options, autocast
 
@@ -40,7 +38,7 @@ class Moment:
 class Prediction:
     sentence: str
     moments: list          # [Moment], best first
-    score2d: torch.Tensor  # N x N fused score map (zero outside the valid cells)
+    score2d: torch.Tensor  # N x N fused score map (zero outside the valid cells); None for models without one
 
 
 class Predictor:
@@ -50,19 +48,29 @@ class Predictor:
         self.cfg = cfg
         self.model = apply_speed_options(model, cfg, device).eval()
         self.device = device
-        self.tokenizer = load_tokenizer(cfg.MODEL.MMN.TEXT_ENCODER.PRETRAINED)
 
     @classmethod
-    def from_files(cls, config_file, ckpt, opts=(), device=None):
-        """Build from a YAML config and a checkpoint (ours or official); device "auto" unless given."""
-        cfg = load_config(config_file, list(opts))
+    def from_checkpoint(cls, ckpt, config_file=None, opts=(), device=None):
+        """Build from a checkpoint: ours carry their config; ``config_file`` and ``opts`` (KEY VALUE ...)
+        take precedence, and a released official checkpoint needs ``config_file``. Device: MODEL.DEVICE
+        ("auto") unless given."""
+        cfg = load_config(config_file, list(opts), checkpoint=ckpt)
         model = build_model(cfg)
         load_model_weights(model, ckpt)
         return cls(cfg, model, torch.device(device) if device else resolve_device(cfg))
 
+    @classmethod
+    def from_files(cls, config_file, ckpt, opts=(), device=None):
+        """Build from a YAML config and a checkpoint (ours or official)."""
+        return cls.from_checkpoint(ckpt, config_file, opts, device)
+
     @property
     def feature_dim(self):
-        return self.cfg.MODEL.MMN.FEATPOOL.INPUT_SIZE
+        return type(self.model).feature_dim(self.cfg)[0]
+
+    def _feature_key(self):
+        """The HDF5 key of the config's test split (ActivityNet's c3d_features), None without a split."""
+        return get_entry(self.cfg, self.cfg.DATASETS.TEST[0]).feat_key if self.cfg.DATASETS.TEST else None
 
     def load_features(self, path, video_id=None):
         """Raw (T, D) clip features from a .npy file, or from an HDF5 file given the video id."""
@@ -72,7 +80,7 @@ class Predictor:
             return torch.from_numpy(np.load(path).astype(np.float32))
         if video_id is None:
             raise PredictionInputError(f"{path}: an HDF5 feature file needs --video-id")
-        reader = HDF5FeatureReader(path, key=FEATURE_KEYS.get(self.cfg.DATASETS.NAME), feat_dim=self.feature_dim)
+        reader = HDF5FeatureReader(path, key=self._feature_key(), feat_dim=self.feature_dim)
         try:
             return reader.read(video_id)
         except FeatureError as err:
@@ -84,9 +92,10 @@ class Predictor:
         features = torch.as_tensor(np.asarray(features, dtype=np.float32))
         if features.ndim != 2 or features.shape[0] == 0:
             raise PredictionInputError(f"features must be a (T, D) array with T >= 1, got shape {tuple(features.shape)}")
-        if features.shape[1] != self.feature_dim:
+        dim, key = type(self.model).feature_dim(self.cfg)
+        if features.shape[1] != dim:
             raise PredictionInputError(f"features have dimension {features.shape[1]} but the checkpoint's model "
-                                       f"expects {self.feature_dim} (MODEL.MMN.FEATPOOL.INPUT_SIZE)")
+                                       f"expects {dim} ({key})")
         if not torch.isfinite(features).all():
             raise PredictionInputError("features contain NaN or Inf")
         if not (isinstance(duration, (int, float)) and np.isfinite(duration) and duration > 0):
@@ -105,28 +114,17 @@ class Predictor:
         resampled exactly as in training. Returns one ``Prediction`` per sentence.
         """
         features, duration, sentences = self._check(features, duration, sentences)
-        encoded = self.tokenizer(sentences, padding=True, return_tensors="pt")
-        count = len(sentences)
-        batch = TLGBatch(
-            feats=prepare_video_features(features, self.cfg.INPUT.NUM_PRE_CLIPS)[None],
-            queries=encoded["input_ids"],
-            wordlens=encoded["attention_mask"].sum(dim=1),
-            moments=torch.zeros(count, 2),
-            num_sentences=torch.tensor([count]),
-            durations=torch.tensor([duration], dtype=torch.float64),
-            indices=torch.tensor([0]),
-            query_indices=torch.arange(count),
-        ).to(self.device)
+        batch = type(self.model).build_query_batch(self.cfg, features, duration, sentences).to(self.device)
         with autocast(self.cfg.MODEL.AMP, self.device):
             out = self.model(batch)
-        fused, moments, scores = fused_top_moments(out["contrastive"], out["iou"],
-                                                   torch.full((count,), duration, dtype=torch.float64),
-                                                   self.cfg.TEST.NMS_THRESH, self.cfg.TEST.CONTRASTIVE_SCORE_POW, k=topk)
+        ranked = self.model.rank_moments(out, batch, topk)
         results = []
-        for sentence, m, s, score2d in zip(sentences, moments, scores, fused):
-            kept = torch.isfinite(s)
-            results.append(Prediction(sentence, [Moment(float(a), float(b), float(c))
-                                                 for (a, b), c in zip(m[kept].tolist(), s[kept].tolist())], score2d))
+        for q, sentence in enumerate(sentences):
+            kept = torch.isfinite(ranked.scores[q])
+            moments = [Moment(float(a), float(b), float(c))
+                       for (a, b), c in zip(ranked.moments[q][kept].tolist(), ranked.scores[q][kept].tolist())]
+            score2d = ranked.score_maps[q] if ranked.score_maps is not None else None
+            results.append(Prediction(sentence, moments, score2d))
         return results
 
 
@@ -146,10 +144,10 @@ def format_predictions(predictions):
     return AsciiTable(rows).table
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description="Where in this video does this sentence happen?")
-    parser.add_argument("--config", required=True, help="YAML config of the checkpoint")
-    parser.add_argument("--ckpt", required=True, help="checkpoint (ours or official)")
+def argument_parser():
+    parser = argparse.ArgumentParser(prog="mmn-predict", description="Where in this video does this sentence happen?")
+    parser.add_argument("--ckpt", required=True, help="checkpoint (ours carry their config; official ones need --config)")
+    parser.add_argument("--config", default=None, help="YAML config (default: the one stored in the checkpoint)")
     parser.add_argument("--features", required=True, help=".npy (T, D) or HDF5 feature file")
     parser.add_argument("--video-id", default=None, help="video id inside an HDF5 feature file")
     parser.add_argument("--duration", required=True, type=float, help="video duration in seconds")
@@ -157,19 +155,31 @@ def main(argv=None):
     parser.add_argument("--topk", type=int, default=5)
     parser.add_argument("--json", default=None, help="also write the moments to this JSON file")
     parser.add_argument("--device", default=None, help="cpu, cuda, ... (default: MODEL.DEVICE, auto)")
-    parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides: KEY VALUE ...")
-    args = parser.parse_args(argv)
-    try:
-        predictor = Predictor.from_files(args.config, args.ckpt, args.opts, device=args.device)
-        features = predictor.load_features(args.features, args.video_id)
-        predictions = predictor.predict(features, args.duration, args.query, topk=args.topk)
-    except PredictionInputError as err:
-        parser.exit(2, f"mmn-predict: error: {err}\n")
+    parser.add_argument("opts", nargs="*", help="config overrides: KEY VALUE ...")
+    return parser
+
+
+def predict_from_args(args):
+    """Run the CLI's prediction; prints the table, writes ``--json``; returns the predictions."""
+    predictor = Predictor.from_checkpoint(args.ckpt, args.config, args.opts, device=args.device)
+    features = predictor.load_features(args.features, args.video_id)
+    predictions = predictor.predict(features, args.duration, args.query, topk=args.topk)
     print(format_predictions(predictions))
     if args.json:
         atomic_write_text(json.dumps(predictions_to_json(predictions, args.duration), indent=1), args.json)
     return predictions
 
 
+def main(argv=None):
+    """The mmn-predict console script: exit status 0 on success."""
+    parser = argument_parser()
+    args = parser.parse_intermixed_args(argv)
+    try:
+        predict_from_args(args)
+    except PredictionInputError as err:
+        parser.exit(2, f"mmn-predict: error: {err}\n")
+    return 0
+
+
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from mmn.config.loading import ConfigError, load_config
-from mmn.data import AnnotationError, FeatureError, TLGDataset
+from mmn.data import AnnotationError, FeatureError
+from mmn.modeling.mmn.dataset import MMNDataset
 from mmn.data.annotations import load_annotations
 
 NUM_PRE_CLIPS = 16
@@ -55,7 +56,7 @@ def test_good_files_load(tmp_path, tokenizer):
     """Control: the helpers make a valid dataset, so the failures below come from the one bad item."""
     ann = write_json(tmp_path / "ok.json", {"vidA": GOOD, "vidB": GOOD})
     feats = write_features(tmp_path / "ok.hdf5", {"vidA": features(), "vidB": features(3)})
-    dataset = TLGDataset(ann, feats, "charades", NUM_PRE_CLIPS, tokenizer, feat_dim=FEAT_DIM)
+    dataset = MMNDataset(ann, feats, "charades", NUM_PRE_CLIPS, tokenizer, feat_dim=FEAT_DIM)
     assert len(dataset) == 2 and dataset[1]["feats"].shape == (NUM_PRE_CLIPS, FEAT_DIM)
 
 
@@ -187,7 +188,7 @@ def test_sentence_longer_than_the_text_encoder(tmp_path, tokenizer):
     ann = write_json(tmp_path / "ann.json", {"vidA": GOOD, "vidLong": entry(sentences=["ok.", long_sentence])})
     feats = write_features(tmp_path / "f.hdf5", {"vidA": features(), "vidLong": features()})
     with pytest.raises(AnnotationError) as err:
-        TLGDataset(ann, feats, "charades", NUM_PRE_CLIPS, tokenizer, feat_dim=FEAT_DIM)
+        MMNDataset(ann, feats, "charades", NUM_PRE_CLIPS, tokenizer, feat_dim=FEAT_DIM)
     assert_names(err, ann, "vidLong", str(tokenizer.model_max_length))
 
 
@@ -197,7 +198,7 @@ def test_video_absent_from_hdf5_fails_at_build(tmp_path, tokenizer):
     ann = write_json(tmp_path / "ann.json", {"vidA": GOOD, "vidMissing": GOOD})
     feats = write_features(tmp_path / "f.hdf5", {"vidA": features(), "vidOther": features()})
     with pytest.raises(FeatureError) as err:
-        TLGDataset(ann, feats, "charades", NUM_PRE_CLIPS, tokenizer, feat_dim=FEAT_DIM)
+        MMNDataset(ann, feats, "charades", NUM_PRE_CLIPS, tokenizer, feat_dim=FEAT_DIM)
     assert_names(err, feats, "vidMissing")
     assert "'vidA'" not in str(err.value)
 
@@ -206,7 +207,7 @@ def test_activitynet_layout_missing_c3d_features(tmp_path, tokenizer):
     ann = write_json(tmp_path / "ann.json", {"v_a": GOOD})
     feats = write_features(tmp_path / "flat.hdf5", {"v_a": features()})  # Charades layout, no c3d_features group
     with pytest.raises(FeatureError) as err:
-        TLGDataset(ann, feats, "activitynet", NUM_PRE_CLIPS, tokenizer, feat_dim=FEAT_DIM)
+        MMNDataset(ann, feats, "activitynet", NUM_PRE_CLIPS, tokenizer, feat_dim=FEAT_DIM, feat_key="c3d_features")
     assert_names(err, feats, "v_a", "c3d_features")
 
 
@@ -214,10 +215,10 @@ def test_group_where_features_expected(tmp_path, tokenizer):
     ann = write_json(tmp_path / "ann.json", {"v_a": GOOD})
     feats = write_features(tmp_path / "anet.hdf5", {"v_a": features()}, key="c3d_features")  # ActivityNet layout
     with pytest.raises(FeatureError) as err:
-        TLGDataset(ann, feats, "charades", NUM_PRE_CLIPS, tokenizer, feat_dim=FEAT_DIM)
+        MMNDataset(ann, feats, "charades", NUM_PRE_CLIPS, tokenizer, feat_dim=FEAT_DIM)
     assert_names(err, feats, "v_a", "group")
     # and the same file read with the right format works
-    dataset = TLGDataset(ann, feats, "activitynet", NUM_PRE_CLIPS, tokenizer, feat_dim=FEAT_DIM)
+    dataset = MMNDataset(ann, feats, "activitynet", NUM_PRE_CLIPS, tokenizer, feat_dim=FEAT_DIM, feat_key="c3d_features")
     assert dataset[0]["feats"].shape == (NUM_PRE_CLIPS, FEAT_DIM)
 
 
@@ -225,14 +226,14 @@ def test_missing_feature_file(tmp_path, tokenizer):
     ann = write_json(tmp_path / "ann.json", {"vidA": GOOD})
     feats = str(tmp_path / "absent.hdf5")
     with pytest.raises(FeatureError) as err:
-        TLGDataset(ann, feats, "charades", NUM_PRE_CLIPS, tokenizer, feat_dim=FEAT_DIM)
+        MMNDataset(ann, feats, "charades", NUM_PRE_CLIPS, tokenizer, feat_dim=FEAT_DIM)
     assert_names(err, feats)
 
 
 def test_feature_dimension_mismatch_at_first_read(tmp_path, tokenizer):
     ann = write_json(tmp_path / "ann.json", {"vidA": GOOD, "vidWide": GOOD})
     feats = write_features(tmp_path / "f.hdf5", {"vidA": features(), "vidWide": features(dim=FEAT_DIM + 1)})
-    dataset = TLGDataset(ann, feats, "charades", NUM_PRE_CLIPS, tokenizer, feat_dim=FEAT_DIM)
+    dataset = MMNDataset(ann, feats, "charades", NUM_PRE_CLIPS, tokenizer, feat_dim=FEAT_DIM)
     dataset[0]
     with pytest.raises(FeatureError) as err:
         dataset[1]
@@ -245,7 +246,7 @@ def test_non_finite_features(tmp_path, tokenizer, value):
     bad[3, 7] = value
     ann = write_json(tmp_path / "ann.json", {"vidA": GOOD, "vidNaN": GOOD})
     feats = write_features(tmp_path / "f.hdf5", {"vidA": features(), "vidNaN": bad})
-    dataset = TLGDataset(ann, feats, "charades", NUM_PRE_CLIPS, tokenizer, feat_dim=FEAT_DIM)
+    dataset = MMNDataset(ann, feats, "charades", NUM_PRE_CLIPS, tokenizer, feat_dim=FEAT_DIM)
     with pytest.raises(FeatureError) as err:
         dataset[1]
     assert_names(err, feats, "vidNaN", "NaN or Inf")
@@ -255,7 +256,7 @@ def test_non_finite_features(tmp_path, tokenizer, value):
 def test_empty_or_flat_features(tmp_path, tokenizer, shape):
     ann = write_json(tmp_path / "ann.json", {"vidBad": GOOD})
     feats = write_features(tmp_path / "f.hdf5", {"vidBad": np.zeros(shape, np.float32)})
-    dataset = TLGDataset(ann, feats, "charades", NUM_PRE_CLIPS, tokenizer, feat_dim=FEAT_DIM)
+    dataset = MMNDataset(ann, feats, "charades", NUM_PRE_CLIPS, tokenizer, feat_dim=FEAT_DIM)
     with pytest.raises(FeatureError) as err:
         dataset[0]
     assert_names(err, feats, "vidBad", "shape")

@@ -10,18 +10,19 @@ import pytest
 import torch
 
 from mmn.config import get_default_config
-from mmn.data import make_data_loader
-from mmn.data.cnm_dataset import CNMBatch, CNMCollator, CNMDataset, build_cnm_dataset, build_cnm_vocabulary
-from mmn.data.cnm_text import (CNMVocabulary, load_glove_npz, load_glove_text, masking_weight, tokenize,
-                               word_tokenize)
+from mmn.config import load_config
+from mmn.data import get_entry, make_data_loader
 from mmn.data.features import resample_clips
+from mmn.data.glove import load_glove_npz, load_glove_text
 from mmn.evaluation import metric_spec, recall_table
 from mmn.modeling.cnm import CNM
 from mmn.modeling.cnm.attention import MaskConditionedAttention
 from mmn.modeling.cnm.cnm import sample_masked_words
+from mmn.modeling.cnm.data import CNMBatch, CNMCollator, CNMDataset, build_cnm_dataset, build_cnm_vocabulary
 from mmn.modeling.cnm.gauss import easy_negative_mask, gaussian_mask, moments_from_gaussian
 from mmn.modeling.cnm.loss import ivc_loss, rec_loss, reconstruction_nll
 from mmn.modeling.cnm.optim import FairseqAdam, InverseSqrtSchedule
+from mmn.modeling.cnm.text import CNMVocabulary, masking_weight, tokenize, word_tokenize
 from mmn.modeling.registry import build_model
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -565,7 +566,7 @@ def test_builders_from_config(tmp_path):
     cfg.DATASETS.TRAIN = ("charades_train",)
     vocab = build_cnm_vocabulary(cfg)
     assert len(vocab) == 10 and "quickly" not in vocab.word_to_id and vocab.dim == 8
-    ds = build_cnm_dataset(cfg, "charades_train", vocab, is_training=True)
+    ds = build_cnm_dataset(cfg, get_entry(cfg, "charades_train"), vocab, is_training=True)
     assert ds.num_queries == 10 and ds[0]["frames_feat"].shape == (16, 6)
     cfg.MODEL.CNM.VOCAB_SIZE = 500
     with pytest.raises(ValueError, match="VOCAB_SIZE"):
@@ -574,9 +575,9 @@ def test_builders_from_config(tmp_path):
 
 def test_cnm_is_scored_at_its_thresholds():
     def evaluate(moments, durations, gt, dataset):
-        cfg = cnm_cfg()
-        cfg.DATASETS.NAME = dataset
-        thresholds, recalls = metric_spec(cfg)
+        cfg = load_config(os.path.join(HERE, "..", "configs", f"cnm_{dataset}.yaml"))
+        thresholds, recalls, strict = metric_spec(cfg, get_entry(cfg, cfg.DATASETS.TEST[0]), num_moments=1)
+        assert not strict
         seconds = moments.double() * durations.double()[:, None, None]  # normalised -> seconds, as inference
         return recall_table(seconds, gt.double(), thresholds, recalls=recalls)
 

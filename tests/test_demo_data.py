@@ -90,17 +90,17 @@ def test_unknown_generator_parameter(tmp_path):
         write_synthetic_charades(str(tmp_path), 1, 1, feat_dim=8, seed=0, nosie=2.0)
 
 
-def test_loads_with_tlg_dataset(synthetic):
-    from mmn.config.paths_catalog import get_dataset_paths
-    from mmn.data import TLGDataset
+def test_loads_with_mmn_dataset(synthetic):
+    from mmn.data.catalog import builtin_entries
+    from mmn.modeling.mmn.dataset import MMNDataset
     from mmn.demo.text_encoder import resolve_offline_text_encoder
 
     root, info = synthetic
     tokenizer = resolve_offline_text_encoder()
     for split in ("train", "test"):
-        paths = get_dataset_paths(f"charades_{split}", root)
-        assert paths["format"] == "charades"
-        dataset = TLGDataset(paths["ann_file"], paths["feat_file"], paths["format"], 32, tokenizer, feat_dim=FEAT_DIM)
+        entry = builtin_entries(root)[f"charades_{split}"]
+        assert entry.format == "charades"
+        dataset = MMNDataset(entry.ann_file, entry.feat_file, entry.format, 32, tokenizer, feat_dim=FEAT_DIM)
         assert dataset.stats.dropped == 0 and dataset.stats.clamped == 0
         assert dataset.num_queries == info["num_queries"][split]
         item = dataset[0]

@@ -160,7 +160,8 @@ def _torchrun(args, tmp_path):
 
 
 def test_ddp_gradients_equal_mean_of_half_batches(parity_text_encoder_dir, tmp_path):
-    from mmn.data import BatchCollator, build_dataset
+    from mmn.data import build_dataset
+    from mmn.modeling.mmn.batch import MMNCollator
     from mmn.modeling import build_model
     from mmn.utils.checkpoint import load_model_weights
 
@@ -170,7 +171,7 @@ def test_ddp_gradients_equal_mean_of_half_batches(parity_text_encoder_dir, tmp_p
 
     cfg = make_cfg(parity_text_encoder_dir, tmp_path)
     dataset = build_dataset(cfg, "charades_train")
-    collate = BatchCollator()
+    collate = MMNCollator()
     reference = {}
     for half in ([3, 7], [0, 5]):  # each half-batch's loss on its own: in-batch negatives are not pooled
         model = build_model(cfg)

@@ -12,7 +12,8 @@ import math
 import pytest
 import torch
 
-from mmn.evaluation import IOU_THRESHOLDS, evaluate_predictions, fuse_scores, recall_table, top_moments
+from mmn.data.catalog import builtin_entries
+from mmn.evaluation import evaluate_predictions, fuse_scores, recall_table, top_moments
 
 
 # ------------------------------------------------------------------------------------------------
@@ -132,6 +133,9 @@ def test_top_moments_match_plain_official(n, kind, nms_thresh):
         assert saw_short  # the case really has queries with fewer than 5 survivors
 
 
+IOU_THRESHOLDS = {e.dataset: e.iou_thresholds for e in builtin_entries("").values()}  # the catalog's
+
+
 @pytest.mark.parametrize("dataset", sorted(IOU_THRESHOLDS))
 @pytest.mark.parametrize("kind", ["dense", "sparse", "ties", "few"])
 def test_recalls_match_plain_official(dataset, kind):
@@ -164,7 +168,7 @@ def test_evaluate_predictions_fuses_like_the_official(n, nms_thresh, pow_):
     iou[: q // 5] = (iou[: q // 5] * 4).round() / 4  # ties and extra zero cells in some queries
     durations = (torch.rand(q, generator=gen, dtype=torch.float64) * 100 + 10)
     gt = torch.stack([durations * 0.1, durations * 0.6], dim=1).float()
-    metrics, top, scores = evaluate_predictions(contrastive, iou, durations, gt, "tacos", nms_thresh, pow_)
+    metrics, top, scores = evaluate_predictions(contrastive, iou, durations, gt, IOU_THRESHOLDS["tacos"], nms_thresh, pow_)
     fused = torch.pow(contrastive * 0.5 + 0.5, pow_) * iou  # the official fusion, written out
     assert torch.equal(fuse_scores(contrastive, iou, pow_), fused)
     kept = []

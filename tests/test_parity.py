@@ -23,9 +23,11 @@ import pytest
 import torch
 
 from conftest import PARITY_CHECKPOINT
-from mmn.data import BatchCollator, build_dataset
+from mmn.data import build_dataset
+from mmn.modeling.mmn.batch import MMNCollator
 from mmn.data.tokenization import load_tokenizer
-from mmn.evaluation import IOU_THRESHOLDS, evaluate_predictions
+from mmn.data.catalog import builtin_entries
+from mmn.evaluation import evaluate_predictions
 from mmn.modeling import build_model
 from mmn.utils.checkpoint import load_model_weights
 
@@ -72,7 +74,7 @@ def datasets(parity_cfg):
 
 @pytest.fixture(scope="module")
 def collate(parity_cfg, datasets):
-    return BatchCollator(datasets["train"].pad_token_id)
+    return MMNCollator(datasets["train"].pad_token_id)
 
 
 def load_fixture_model(cfg):
@@ -103,7 +105,7 @@ def train_run(parity_cfg, datasets, collate, parity_expected):
     """Replays the recorded official training steps once, recording what the tests compare."""
     cfg = parity_cfg
     model = load_fixture_model(cfg).train()
-    bert_params = model.bert_parameters()
+    bert_params = model.slow_parameters()
     bert_ids = {id(p) for p in bert_params}
     other_params = [p for p in model.parameters() if id(p) not in bert_ids]
     optimizer = torch.optim.AdamW([{"params": other_params, "lr": cfg.SOLVER.LR},
@@ -206,10 +208,11 @@ def test_score_maps_match_official(ours, theirs, eval_run, parity_expected):
 
 
 # --------------------------------------------------------------------------------------------- evaluation
+CHARADES_THRESHOLDS = builtin_entries("")["charades_test"].iou_thresholds
 
 def _evaluate(cfg, contrastive, iou, dataset):
     durations = torch.from_numpy(dataset.durations)[dataset.query_video_index()]
-    return evaluate_predictions(contrastive, iou, durations, dataset.moments, cfg.DATASETS.NAME,
+    return evaluate_predictions(contrastive, iou, durations, dataset.moments, CHARADES_THRESHOLDS,
                                 cfg.TEST.NMS_THRESH, cfg.TEST.CONTRASTIVE_SCORE_POW)
 
 
@@ -219,7 +222,7 @@ def _check_evaluation(metrics, top, expected):
     for q, moments in enumerate(official["top5_moments"]):
         assert_close(top[q, :len(moments)], moments, f"query {q} top-5 moments")
     recall = official["recall"]
-    thresholds = IOU_THRESHOLDS["charades"]
+    thresholds = CHARADES_THRESHOLDS
     for key, value in recall.items():
         if key.startswith("Best_"):
             continue

@@ -4,7 +4,8 @@ import os
 import torch
 
 from mmn.config import load_config
-from mmn.data import BatchCollator, build_dataset
+from mmn.data import build_dataset
+from mmn.modeling.mmn.batch import MMNCollator
 from mmn.modeling import build_model
 from mmn.utils.checkpoint import load_model_weights
 from mmn.utils.speed import apply_speed_options, autocast
@@ -21,7 +22,7 @@ def _setup(text_encoder, *opts):
     load_model_weights(model, os.path.join(PARITY, "checkpoint_init.pth"))
     model = apply_speed_options(model, cfg, CPU).eval()
     dataset = build_dataset(cfg, "charades_test")
-    batch = BatchCollator()([dataset[i] for i in range(len(dataset))])
+    batch = MMNCollator()([dataset[i] for i in range(len(dataset))])
     with torch.no_grad(), autocast(cfg.MODEL.AMP, CPU):
         out = model(batch)
     return cfg, model, out
@@ -42,7 +43,7 @@ def test_bf16_autocast_close_and_losses_fp32(parity_text_encoder_dir):
     assert 0 < diff < 0.05  # bf16 really ran, and stayed close
     model.train()
     dataset = build_dataset(cfg, "charades_train")
-    batch = BatchCollator()([dataset[i] for i in range(4)])
+    batch = MMNCollator()([dataset[i] for i in range(4)])
     with autocast(cfg.MODEL.AMP, CPU):
         losses = model(batch)
     assert all(v.dtype == torch.float32 for v in losses.values())

@@ -20,13 +20,17 @@ _C.INPUT = CN()
 _C.INPUT.NUM_PRE_CLIPS = 256
 
 _C.DATASETS = CN()
+# used in best_<NAME>.pth; (mmn) derived from the splits' catalog entries when empty, checked against them when given
 _C.DATASETS.NAME = ""
 _C.DATASETS.TRAIN = ()
 _C.DATASETS.TEST = ()
 # (mmn) split that picks best_<NAME>.pth during training (e.g. ("activitynet_val",)); empty = the test
 # split, as the official code does. The test split is still evaluated and logged either way.
 _C.DATASETS.VAL = ()
-_C.DATASETS.ROOT = "dataset"  # (mmn) root of the catalog's relative paths
+_C.DATASETS.ROOT = "dataset"  # (mmn) root of the built-in catalog entries' relative paths
+# (mmn) a YAML file of extra catalog entries (mmn/data/catalog.py): split -> {format, ann_file, feat_file[, feat_key,
+# iou_thresholds, dataset]}, paths relative to that file
+_C.DATASETS.CATALOG_FILE = ""
 
 _C.DATALOADER = CN()
 _C.DATALOADER.NUM_WORKERS = 4
@@ -174,6 +178,12 @@ _C.TEST = CN()
 _C.TEST.BATCH_SIZE = 64
 _C.TEST.NMS_THRESH = 0.5
 _C.TEST.CONTRASTIVE_SCORE_POW = 0.5
+# (mmn) the recall table: R@n for n in RECALLS (ranks above the moments a model returns are left out) at the IoU
+# thresholds of the test split's catalog entry, or IOU_THRESHOLDS when given; STRICT_IOU: a hit needs IoU > m
+# (2D-TAN's eval.py) instead of >= m (MMN's)
+_C.TEST.RECALLS = (1, 5)
+_C.TEST.IOU_THRESHOLDS = ()
+_C.TEST.STRICT_IOU = False
 
 _C.OUTPUT_DIR = "."
 _C.SEED = 25285  # (mmn) seeds Python, numpy, torch and every loader worker

@@ -10,14 +10,17 @@ class ConfigError(ValueError):
     """A config file or override that cannot be applied."""
 
 
-def load_config(config_file=None, opts=()):
-    """Defaults, merged with ``config_file`` then ``opts`` ([KEY, VALUE, ...]); returns a frozen node.
+def load_config(config_file=None, opts=(), checkpoint=None):
+    """Defaults, merged with the config stored in ``checkpoint`` (a path), then ``config_file``, then ``opts``
+    ([KEY, VALUE, ...]); returns a frozen node whose datasets and model geometry have been checked.
 
     yacs already rejects unknown keys; we re-raise with the file (or "command line") named.
     """
     import yaml
 
     cfg = get_default_config()
+    if checkpoint:
+        _merge_checkpoint_config(cfg, checkpoint, required=not config_file)
     if config_file:
         if not os.path.isfile(config_file):
             raise ConfigError(f"{config_file}: config file not found")
@@ -35,8 +38,35 @@ def load_config(config_file=None, opts=()):
             cfg.merge_from_list(opts)
         except (KeyError, ValueError, AssertionError) as err:
             raise ConfigError(f"command line: {_describe(err)}") from err
+    check_config(cfg)
     cfg.freeze()
     return cfg
+
+
+def _merge_checkpoint_config(cfg, path, required):
+    """Merge the config a checkpoint of ours carries (``Checkpointer.save`` stores ``cfg.dump()``)."""
+    from ..utils.checkpoint import read_checkpoint
+
+    text = read_checkpoint(path).get("config")
+    if not text:
+        if required:
+            raise ConfigError(f"{path}: the checkpoint carries no config (a released official checkpoint?); "
+                              "give --config-file")
+        return
+    try:
+        cfg.merge_from_other_cfg(cfg.load_cfg(text))
+    except (KeyError, ValueError, AssertionError) as err:
+        raise ConfigError(f"{path}: its stored config does not fit this version: {_describe(err)}") from err
+
+
+def check_config(cfg):
+    """Checks that need no data: the splits against the dataset catalog (DATASETS.NAME is derived from
+    them), and the model's own rules (``GroundingModel.check_config``). Errors name the keys."""
+    from ..data.catalog import check_dataset_splits
+    from ..modeling import get_model_class
+
+    cfg.DATASETS.NAME = check_dataset_splits(cfg)
+    get_model_class(cfg).check_config(cfg)
 
 
 def _describe(err):

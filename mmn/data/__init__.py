@@ -1,9 +1,8 @@
-"""Data: annotation adapters, HDF5 features, tokenisation, the dataset, batching and loaders."""
+"""Data shared by every model: annotation adapters, the dataset catalog, HDF5 features, GloVe, loaders."""
 from .annotations import AnnotationError, load_annotations
 from .build import build_dataset, make_data_loader
-from .collate import BatchCollator
-from .dataset import TLGDataset
+from .catalog import DatasetEntry, get_entry
 from .features import FeatureError
 
-__all__ = ["AnnotationError", "FeatureError", "BatchCollator", "TLGDataset", "build_dataset",
-           "load_annotations", "make_data_loader"]
+__all__ = ["AnnotationError", "DatasetEntry", "FeatureError", "build_dataset", "get_entry", "load_annotations",
+           "make_data_loader"]

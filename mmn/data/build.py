@@ -4,24 +4,19 @@ import random
 import numpy as np
 import torch
 
-from ..config.paths_catalog import get_dataset_paths
 from ..utils import comm
-from .collate import BatchCollator
-from .dataset import TLGDataset
+from .catalog import get_entry
 from .samplers import EpochShuffleSampler
 
 
 def build_dataset(cfg, split_name, is_train=False):
-    """The dataset of a catalog split (e.g. ``charades_test``) under DATASETS.ROOT, in the form the
-    config's model reads (MMN: TLGDataset, one item per video; CNM: one item per query)."""
-    if cfg.MODEL.ARCHITECTURE == "CNM":
-        from .cnm_dataset import build_cnm_dataset, cached_cnm_vocabulary
+    """The dataset of catalog split ``split_name`` (e.g. ``charades_test``) in the form the config's model
+    reads (its ``build_dataset``: MMN one item per video, CNM one item per query)."""
+    from ..modeling import get_model_class
 
-        return build_cnm_dataset(cfg, split_name, cached_cnm_vocabulary(cfg), is_training=is_train)
-    paths = get_dataset_paths(split_name, cfg.DATASETS.ROOT)
-    return TLGDataset(paths["ann_file"], paths["feat_file"], paths["format"], cfg.INPUT.NUM_PRE_CLIPS,
-                      cfg.MODEL.MMN.TEXT_ENCODER.PRETRAINED, feat_dim=cfg.MODEL.MMN.FEATPOOL.INPUT_SIZE,
-                      feature_cache_dir=cfg.DATALOADER.FEATURE_CACHE_DIR)
+    dataset = get_model_class(cfg).build_dataset(cfg, get_entry(cfg, split_name), is_train=is_train)
+    dataset.split = split_name  # evaluation reads the split's catalog entry (IoU thresholds)
+    return dataset
 
 
 def _seed_worker(worker_id):
@@ -30,16 +25,10 @@ def _seed_worker(worker_id):
     random.seed(seed)
 
 
-def _default_collator(dataset):
-    if hasattr(dataset, "collator"):
-        return dataset.collator()
-    return BatchCollator(dataset.pad_token_id)
-
-
 def make_data_loader(cfg, dataset, is_train, collate_fn=None):
     """Loader over ``dataset``: training shuffles per epoch (call ``loader.sampler.set_epoch``), the test
     split is never shuffled. SOLVER.BATCH_SIZE / TEST.BATCH_SIZE are global and split across ranks.
-    ``collate_fn`` defaults to the dataset's ``collator()`` or MMN's BatchCollator."""
+    ``collate_fn`` defaults to the dataset's ``collator()``."""
     world, rank = comm.get_world_size(), comm.get_rank()
     batch = cfg.SOLVER.BATCH_SIZE if is_train else cfg.TEST.BATCH_SIZE
     if batch % world:
@@ -54,7 +43,7 @@ def make_data_loader(cfg, dataset, is_train, collate_fn=None):
         sampler=sampler,
         drop_last=False,
         num_workers=cfg.DATALOADER.NUM_WORKERS,
-        collate_fn=collate_fn or _default_collator(dataset),
+        collate_fn=collate_fn or dataset.collator(),
         worker_init_fn=_seed_worker,
         generator=generator,
         persistent_workers=cfg.DATALOADER.NUM_WORKERS > 0,

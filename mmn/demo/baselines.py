@@ -8,7 +8,8 @@ Everything is vectorised over queries; the only Python loops are over the k rank
 """
 import torch
 
-from ..evaluation import IOU_THRESHOLDS, metric_spec, recall_table
+from ..data import get_entry
+from ..evaluation import metric_spec, recall_table
 from ..modeling.mmn.feat2d import sparse_moment_cells
 from ..structures import segment_iou
 
@@ -92,16 +93,16 @@ def prior_moments(train_moments, train_durations, test_durations, num_clips, poo
 
 
 def baseline_tables(train_moments, train_durations, test_moments, test_durations, num_clips, pooling_counts,
-                    dataset_name="charades", seed=0, k=5, iou_thresholds=None, recalls=None):
+                    seed=0, k=5, iou_thresholds=(0.5, 0.7), recalls=None):
     """Recall tables of both baselines on the test split: ``{"random": metrics, "prior": metrics}``.
 
     ``*_moments``: (Q, 2) seconds (float32, per query), ``*_durations``: (Q,) seconds (per query);
     ``num_clips``/``pooling_counts``: the candidate grid (MODEL.MMN.NUM_CLIPS, FEAT2D.POOLING_COUNTS).
-    Thresholds and recall ranks default to MMN's for ``dataset_name``. The prior is fitted separately
+    Thresholds default to Charades-STA's, recall ranks to R@1 and R@5. The prior is fitted separately
     at each IoU threshold (the best fixed moments for that threshold: the strongest prior); its mIoU
     is that of the fit at the lowest threshold.
     """
-    thresholds = tuple(iou_thresholds or IOU_THRESHOLDS[dataset_name])
+    thresholds = tuple(iou_thresholds)
     recalls = tuple(r for r in (recalls or (1, 5)) if r <= k)
     rand = random_moments(test_durations, num_clips, pooling_counts, k=k, seed=seed)
     prior = {}
@@ -117,14 +118,16 @@ def baseline_tables(train_moments, train_durations, test_moments, test_durations
 
 
 def per_query(dataset):
-    """(moments (Q, 2) float32 seconds, durations (Q,) float64 seconds) of a TLGDataset, per query."""
-    return dataset.moments, dataset.query_durations()
+    """(moments (Q, 2) float32 seconds, durations (Q,) float64 seconds) of a dataset, per query."""
+    return dataset.query_moments(), dataset.query_durations()
 
 
-def dataset_baseline_tables(cfg, train_dataset, test_dataset, seed=None, num_clips=None, pooling_counts=None):
+def dataset_baseline_tables(cfg, train_dataset, test_dataset, seed=None, num_clips=None, pooling_counts=None,
+                            num_moments=None):
     """``baseline_tables`` for two datasets with the metrics the config's model reports (thresholds and
-    ranks of ``metric_spec``); the grid defaults to the config's MMN grid; seed to cfg.SEED."""
-    thresholds, recalls = metric_spec(cfg)
+    ranks of ``metric_spec``, for a model that returns ``num_moments`` per query); the grid defaults to
+    the config's MMN grid; seed to cfg.SEED."""
+    thresholds, recalls, _ = metric_spec(cfg, get_entry(cfg, test_dataset.split), num_moments=num_moments)
     train_moments, train_durations = per_query(train_dataset)
     test_moments, test_durations = per_query(test_dataset)
     return baseline_tables(train_moments, train_durations, test_moments, test_durations,

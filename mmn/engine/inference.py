@@ -5,64 +5,60 @@ import torch
 from terminaltables import AsciiTable
 from tqdm import tqdm
 
-from ..evaluation import fused_top_moments, metric_spec, recall_table
+from ..data import get_entry
+from ..evaluation import metric_spec, recall_table
 from ..utils import comm
 from ..utils.speed import autocast
 
 logger = logging.getLogger("mmn.inference")
 
 
-def _batch_top_moments(out, batch, nms_thresh, contrastive_pow, topk):
-    """Per-query (moments Q x k x 2 seconds, scores Q x k) from a model's eval output.
-
-    Score-map models (MMN) give "contrastive"/"iou" maps: fused, then NMS. Direct-moment models (CNM)
-    give normalised "moments" Q x k x 2 and "scores"."""
-    if "moments" in out:
-        durations = batch.durations.cpu().double()
-        moments = out["moments"].double().cpu() * durations[:, None, None]
-        return moments, out["scores"].float().cpu()
-    _, moments, scores = fused_top_moments(out["contrastive"], out["iou"], batch.sentence_durations.cpu(), nms_thresh,
-                                           contrastive_pow, k=topk)
-    return moments, scores
-
-
 @torch.no_grad()
-def run_inference(model, loader, device, nms_thresh, contrastive_pow, topk=5, amp=False):
+def run_inference(model, loader, device, topk=5, amp=False, keep_maps=0):
     """Top-``topk`` moments (seconds) and scores of every query of ``loader.dataset``, in dataset order.
 
-    Fusion and NMS run per batch, so only Q x topk results are kept (never the Q x N x N maps).
-    Under torch.distributed each rank runs its share and the results are gathered on every rank.
+    The model's ``rank_moments`` runs per batch (MMN: fusion + NMS), so only Q x topk results are kept,
+    and the score maps of the first ``keep_maps`` queries only (plots). Under torch.distributed each rank
+    runs its share and the results are gathered on every rank. Returns (moments, scores, {query: map}).
     """
     model.eval()
+    module = getattr(model, "module", model)
     dataset = loader.dataset
-    results = {}
+    results, maps = {}, {}
     for batch in tqdm(loader, desc="eval", disable=not comm.is_main_process(), leave=False):
         with autocast(amp, device):
             out = model(batch.to(device))
-        moments, scores = _batch_top_moments(out, batch, nms_thresh, contrastive_pow, topk)
-        for q, m, s in zip(batch.query_indices.tolist(), moments, scores):
-            results[q] = (m, s)
-    merged = {}
-    for part in comm.all_gather_objects(results):
+        ranked = module.rank_moments(out, batch, topk)
+        for row, q in enumerate(batch.query_indices.tolist()):
+            results[q] = (ranked.moments[row], ranked.scores[row])
+            if q < keep_maps and ranked.score_maps is not None:
+                maps[q] = ranked.score_maps[row]
+    merged, merged_maps = {}, {}
+    for part, part_maps in comm.all_gather_objects((results, maps)):
         merged.update(part)
+        merged_maps.update(part_maps)
     missing = set(range(dataset.num_queries)) - set(merged)
     if missing:
         raise RuntimeError(f"inference produced no result for {len(missing)} queries, e.g. {sorted(missing)[:5]}")
     moments = torch.stack([merged[q][0] for q in range(dataset.num_queries)])
     scores = torch.stack([merged[q][1] for q in range(dataset.num_queries)])
-    return moments, scores
+    return moments, scores, merged_maps
+
+
+def recall_metrics(cfg, dataset, moments):
+    """The recall table of ranked ``moments`` (Q x k x 2) against ``dataset``'s ground truth, at the
+    thresholds of its catalog entry (or TEST.IOU_THRESHOLDS) and the ranks of TEST.RECALLS."""
+    thresholds, recalls, strict = metric_spec(cfg, get_entry(cfg, dataset.split), num_moments=moments.shape[1])
+    metrics = recall_table(moments, dataset.query_moments(), thresholds, recalls=recalls, strict=strict)
+    logger.info("Evaluation on %s (%d items, %d queries)\n%s", dataset.ann_file, len(dataset),
+                dataset.num_queries, format_recall_table(metrics))
+    return metrics
 
 
 def evaluate(cfg, model, loader, device):
     """Run inference and the recall table on ``loader.dataset``: (metrics, top moments Q x 5 x 2, scores Q x 5)."""
-    dataset = loader.dataset
-    moments, scores = run_inference(model, loader, device, cfg.TEST.NMS_THRESH, cfg.TEST.CONTRASTIVE_SCORE_POW,
-                                    amp=cfg.MODEL.AMP)
-    thresholds, recalls = metric_spec(cfg)
-    metrics = recall_table(moments, dataset.moments, thresholds, recalls=recalls)
-    logger.info("Evaluation on %s (%d videos, %d queries)\n%s", dataset.ann_file, len(dataset),
-                dataset.num_queries, format_recall_table(metrics))
-    return metrics, moments, scores
+    moments, scores, _ = run_inference(model, loader, device, amp=cfg.MODEL.AMP)
+    return recall_metrics(cfg, loader.dataset, moments), moments, scores
 
 
 def recall_sum(metrics):

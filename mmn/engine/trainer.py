@@ -9,11 +9,11 @@ import torch
 from tqdm import tqdm
 
 from ..utils import comm
-from ..utils.checkpoint import Checkpointer
-from ..utils.speed import autocast
+from ..utils.checkpoint import Checkpointer, atomic_write_text
 from .inference import evaluate, recall_sum
 
 logger = logging.getLogger("mmn.trainer")
+METRICS_FILE = "metrics.jsonl"
 
 
 def _reduce_mean(values, device):
@@ -25,8 +25,12 @@ def _reduce_mean(values, device):
     return tensor.tolist()
 
 
-def train_one_epoch(model, loader, optimizer, epoch, device, max_grad_norm, amp=False):
-    """One epoch; returns the mean of each loss term over its iterations."""
+def train_one_epoch(model, loader, optimizer, epoch, device):
+    """One epoch of ``module.train_step`` (the model contract's update); returns the mean of each loss term.
+
+    ``model`` is the model or its DistributedDataParallel wrapper, whose forward the step calls so that
+    gradients are averaged over processes.
+    """
     module = getattr(model, "module", model)
     module.set_epoch(epoch)
     model.train()
@@ -34,19 +38,10 @@ def train_one_epoch(model, loader, optimizer, epoch, device, max_grad_norm, amp=
     progress = tqdm(loader, desc=f"epoch {epoch}", disable=not comm.is_main_process(), leave=False)
     for batch in progress:
         batch = batch.to(device, non_blocking=True)
-        if hasattr(module, "train_step"):  # the model owns its update (CNM alternates two optimisers)
-            losses = {k: v for k, v in module.train_step(batch, optimizer).items() if k.startswith("loss")}
-        else:
-            with autocast(amp, device):
-                losses = model(batch, epoch=epoch)
-            optimizer.zero_grad(set_to_none=True)
-            losses["loss"].backward()
-            if max_grad_norm > 0:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
-            optimizer.step()
-            losses = {k: v.item() for k, v in losses.items()}
+        losses = {k: v for k, v in module.train_step(batch, optimizer, epoch, forward=model).items()
+                  if k.startswith("loss")}
         if not math.isfinite(losses["loss"]):
-            raise FloatingPointError(f"epoch {epoch}: loss is {losses['loss']} on items {batch.indices.tolist()}")
+            raise FloatingPointError(f"epoch {epoch}: loss is {losses['loss']} on items {batch_items(batch)}")
         names = sorted(losses)
         values = _reduce_mean([losses[k] for k in names], device)
         for k, v in zip(names, values):
@@ -54,6 +49,11 @@ def train_one_epoch(model, loader, optimizer, epoch, device, max_grad_norm, amp=
         count += 1
         progress.set_postfix(loss=f"{values[names.index('loss')]:.4f}")
     return {k: v / max(count, 1) for k, v in sums.items()}
+
+
+def batch_items(batch):
+    """The dataset query indices of a batch, for error messages."""
+    return batch.query_indices.tolist()
 
 
 def _plot_curves(metrics_file, png):
@@ -87,50 +87,82 @@ def _tensorboard_log(output_dir, record):
 
 
 def do_train(cfg, model, train_loader, test_loader, optimizer, scheduler, device, start_epoch=1, best=None,
-             val_loader=None):
+             val_loader=None, pending=None):
     """Train from ``start_epoch`` to SOLVER.MAX_EPOCH (1-based, inclusive).
 
-    After each epoch: step the schedule, evaluate every TEST_PERIOD epochs from SKIP_TEST on, keep
-    ``best_<dataset>.pth`` (highest sum of the recall table on ``val_loader`` when given, else on
-    ``test_loader``), save ``model_{epoch}e.pth`` every CHECKPOINT_PERIOD epochs and at the last one,
-    and append the epoch's metrics to metrics.jsonl.
+    After each epoch: ``end_epoch`` (the schedule), save ``model_{epoch}e.pth`` (every CHECKPOINT_PERIOD
+    epochs and at the last one) BEFORE evaluating, so that a failing evaluation never loses the trained
+    epoch; evaluate every TEST_PERIOD epochs from SKIP_TEST on; keep ``best_<dataset>.pth`` (highest sum
+    of the recall table on ``val_loader`` when given, else on ``test_loader``); append the epoch's
+    record to metrics.jsonl. ``pending``: the record of a resumed epoch whose evaluation and metrics
+    line had not been written (the run stopped after its checkpoint), finished first.
     """
     checkpointer = Checkpointer(cfg.OUTPUT_DIR, cfg)
     best = dict(best or {"score": -math.inf, "epoch": None})
     max_epoch = cfg.SOLVER.MAX_EPOCH
+    module = getattr(model, "module", model)
+    if pending is not None:
+        best = _finish_epoch(cfg, model, checkpointer, pending, best, test_loader, val_loader, device,
+                             optimizer, scheduler)
     for epoch in range(start_epoch, max_epoch + 1):
         train_loader.sampler.set_epoch(epoch)
         start = time.time()
-        lrs = [g["lr"] for g in optimizer.param_groups] if hasattr(optimizer, "param_groups") else optimizer.lr
-        losses = train_one_epoch(model, train_loader, optimizer, epoch, device, cfg.SOLVER.MAX_GRAD_NORM,
-                                 amp=cfg.MODEL.AMP)
-        if scheduler is not None:
-            scheduler.step()
+        lrs = [g["lr"] for g in optimizer.param_groups]
+        losses = train_one_epoch(model, train_loader, optimizer, epoch, device)
         record = {"epoch": epoch, "time_s": round(time.time() - start, 3), **losses, "lr": lrs}
+        module.end_epoch(scheduler, record)
         logger.info("epoch %d/%d: %s (%.1f s)", epoch, max_epoch,
                     ", ".join(f"{k} {v:.4f}" for k, v in losses.items()), record["time_s"])
-        due = cfg.SOLVER.TEST_PERIOD > 0 and epoch % cfg.SOLVER.TEST_PERIOD == 0 and epoch >= cfg.SOLVER.SKIP_TEST
-        is_best = False
-        if due:
-            for split, loader in (("val", val_loader), ("test", test_loader)):
-                if loader is not None:
-                    record[split], _, _ = evaluate(cfg, model, loader, device)
-        selection = record.get("val", record.get("test"))
-        if selection is not None:
-            score = recall_sum(selection)
-            if score > best["score"]:
-                best = {"score": score, "epoch": epoch}
-                is_best = True
-        if comm.is_main_process():
-            state = dict(model=model, optimizer=optimizer, scheduler=scheduler, epoch=epoch, best=best)
-            if is_best:
-                checkpointer.save(f"best_{cfg.DATASETS.NAME}.pth", **state)
-            if epoch % cfg.SOLVER.CHECKPOINT_PERIOD == 0 or epoch == max_epoch:
-                checkpointer.save(f"model_{epoch}e.pth", last=True, **state)
-            metrics_file = os.path.join(cfg.OUTPUT_DIR, "metrics.jsonl")
-            with open(metrics_file, "a") as f:
-                f.write(json.dumps(record) + "\n")
-            _plot_curves(metrics_file, os.path.join(cfg.OUTPUT_DIR, "training_curves.png"))
-            _tensorboard_log(cfg.OUTPUT_DIR, record)
+        if comm.is_main_process() and (epoch % cfg.SOLVER.CHECKPOINT_PERIOD == 0 or epoch == max_epoch):
+            checkpointer.save(f"model_{epoch}e.pth", model=model, optimizer=optimizer, scheduler=scheduler,
+                              epoch=epoch, best=best, last=True, record=record)
         comm.synchronize()
+        best = _finish_epoch(cfg, model, checkpointer, record, best, test_loader, val_loader, device,
+                             optimizer, scheduler)
     return best
+
+
+def _finish_epoch(cfg, model, checkpointer, record, best, test_loader, val_loader, device, optimizer, scheduler):
+    """Evaluate a trained epoch when due, keep the best checkpoint, append the record; returns the best."""
+    epoch = record["epoch"]
+    due = cfg.SOLVER.TEST_PERIOD > 0 and epoch % cfg.SOLVER.TEST_PERIOD == 0 and epoch >= cfg.SOLVER.SKIP_TEST
+    is_best = False
+    if due:
+        for split, loader in (("val", val_loader), ("test", test_loader)):
+            if loader is not None:
+                record[split], _, _ = evaluate(cfg, model, loader, device)
+    selection = record.get("val", record.get("test"))
+    if selection is not None:
+        score = recall_sum(selection)
+        if score > best["score"]:
+            best = {"score": score, "epoch": epoch}
+            is_best = True
+    if comm.is_main_process():
+        if is_best:
+            checkpointer.save(f"best_{cfg.DATASETS.NAME}.pth", model=model, optimizer=optimizer, scheduler=scheduler,
+                              epoch=epoch, best=best)
+        metrics_file = os.path.join(cfg.OUTPUT_DIR, METRICS_FILE)
+        with open(metrics_file, "a") as f:
+            f.write(json.dumps(record) + "\n")
+        _plot_curves(metrics_file, os.path.join(cfg.OUTPUT_DIR, "training_curves.png"))
+        _tensorboard_log(cfg.OUTPUT_DIR, record)
+    comm.synchronize()
+    return best
+
+
+def read_metrics(output_dir):
+    """The records of OUTPUT_DIR/metrics.jsonl (empty when there is none)."""
+    path = os.path.join(output_dir, METRICS_FILE)
+    if not os.path.isfile(path):
+        return []
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def truncate_metrics(output_dir, last_epoch):
+    """Keep the metrics.jsonl records of epochs <= ``last_epoch`` (a resumed run rewrites what follows)."""
+    records = read_metrics(output_dir)
+    kept = [r for r in records if r["epoch"] <= last_epoch]
+    if len(kept) != len(records):
+        atomic_write_text("".join(json.dumps(r) + "\n" for r in kept), os.path.join(output_dir, METRICS_FILE))
+    return kept

@@ -2,36 +2,28 @@
 
 Greedy NMS only ever needs the first ``k`` kept moments for R@k; the k-th kept moment is the best
 candidate not suppressed by the k-1 kept before it. So instead of the official per-query Python
-loop over every candidate, we run k vectorised rounds over all queries at once; the kept moments
-and their order are exactly those of the official algorithm.
+loop over every candidate, we run k vectorised rounds over all queries at once. The kept moments
+and their order are those of the official algorithm whenever no two candidates in the prefix it reads
+have exactly equal fused scores (fp32): with an exact tie the official order comes from numpy's
+unstable argsort, ours is the stable row-major order (a documented difference, see the README).
 """
 import torch
 
 from ..structures import segment_iou
 
-IOU_THRESHOLDS = {
-    "charades": (0.5, 0.7),
-    "activitynet": (0.3, 0.5, 0.7),
-    "tacos": (0.1, 0.3, 0.5),
-}
 RECALLS = (1, 5)
-# CNM predicts one moment per query and reports R@1 at its paper's thresholds (mIoU always)
-CNM_IOU_THRESHOLDS = {
-    "charades": (0.3, 0.5, 0.7),
-    "activitynet": (0.1, 0.3, 0.5),
-    "tacos": (0.1, 0.3, 0.5),
-}
-METRICS = {"MMN": (IOU_THRESHOLDS, RECALLS), "CNM": (CNM_IOU_THRESHOLDS, (1,))}
 
 
-def metric_spec(cfg):
-    """(IoU thresholds, recall ranks) reported for the config's model and dataset (``METRICS``; models
-    without an entry report as MMN)."""
-    name = cfg.DATASETS.NAME
-    table, recalls = METRICS.get(cfg.MODEL.ARCHITECTURE, METRICS["MMN"])
-    if name not in table:
-        raise ValueError(f"DATASETS.NAME {name!r} has no IoU thresholds; known: {sorted(table)}")
-    return table[name], recalls
+def metric_spec(cfg, entry, num_moments=None):
+    """(IoU thresholds, recall ranks, strict) of the recall table for a split's catalog ``entry``.
+
+    Thresholds: TEST.IOU_THRESHOLDS when given, else the entry's. Ranks: TEST.RECALLS, without those
+    above ``num_moments`` (the moments the model returns per query: CNM gives one). ``strict``:
+    TEST.STRICT_IOU (a hit needs IoU > m instead of >= m).
+    """
+    thresholds = tuple(cfg.TEST.IOU_THRESHOLDS) or tuple(entry.iou_thresholds)
+    recalls = tuple(r for r in cfg.TEST.RECALLS if num_moments is None or r <= num_moments) or (1,)
+    return thresholds, recalls, bool(cfg.TEST.STRICT_IOU)
 
 
 # queries are evaluated in chunks of about this many cells (16 MB of float32): the temporaries stay
@@ -62,9 +54,10 @@ def top_moments(score2d, durations, nms_thresh, k=5, chunk=None, prefix=32):
     durations: Q seconds. Returns (moments Q x k x 2 seconds, scores Q x k); rows with fewer than
     k surviving moments are padded with NaN moments and -inf scores.
 
-    The kept moments and their order are exactly those of the official per-query loop (candidates
-    sorted by score, descending, ties in row-major cell order; a candidate is kept unless an earlier
-    kept one overlaps it by IoU > nms_thresh). Only cells that are a candidate of some query are
+    The kept moments and their order are those of the official per-query loop (candidates sorted by
+    score, descending; a candidate is kept unless an earlier kept one overlaps it by IoU > nms_thresh),
+    except that exact score ties are broken in row-major cell order, where the official unstable
+    sort may pick another order. Only cells that are a candidate of some query are
     looked at, and only a prefix of each query's sorted candidates: the first ``prefix`` by score,
     then 4x more for the queries that have not found ``k`` moments in it, up to all of them.
     """
@@ -165,27 +158,27 @@ def _greedy_nms_rounds(scores, alive, cell_start, cell_end, durations, n, nms_th
     return found, moments, kept
 
 
-def recall_table(top, gt_moments, iou_thresholds, recalls=RECALLS):
+def recall_table(top, gt_moments, iou_thresholds, recalls=RECALLS, strict=False):
     """R@n IoU@m (fractions) and mIoU of the top-1 moment.
 
-    top: Q x k x 2 kept moments (NaN-padded), gt_moments: Q x 2. A missing moment is a miss.
+    top: Q x k x 2 kept moments (NaN-padded), gt_moments: Q x 2. A missing moment is a miss. A hit is
+    IoU >= m (MMN's evaluation), or IoU > m with ``strict`` (2D-TAN's).
     """
     ious = segment_iou(top, gt_moments[:, None, :].to(top.dtype))  # Q x k; NaN where missing
     ious = torch.nan_to_num(ious, nan=-1.0)
     thresholds = torch.tensor(iou_thresholds, dtype=ious.dtype)
     result = {}
     for n in recalls:
-        hit = (ious[:, :n, None] >= thresholds).any(dim=1).float().mean(dim=0)  # per threshold
+        above = ious[:, :n, None] > thresholds if strict else ious[:, :n, None] >= thresholds
+        hit = above.any(dim=1).float().mean(dim=0)  # per threshold
         for thr, value in zip(iou_thresholds, hit.tolist()):
             result[f"R@{n},IoU@{thr:.1f}"] = value
     result["mIoU"] = ious[:, 0].clamp(min=0).mean().item()
     return result
 
 
-def evaluate_predictions(contrastive, iou, durations, gt_moments, dataset_name, nms_thresh, contrastive_pow, k=5):
+def evaluate_predictions(contrastive, iou, durations, gt_moments, iou_thresholds, nms_thresh, contrastive_pow, k=5):
     """Full evaluation of per-query score maps: returns (metrics dict, top moments Q x k x 2, scores Q x k)."""
-    if dataset_name not in IOU_THRESHOLDS:
-        raise ValueError(f"no IoU thresholds for dataset {dataset_name!r}; known: {sorted(IOU_THRESHOLDS)}")
     durations = torch.as_tensor(durations, dtype=torch.float64)
     q, n = contrastive.shape[0], contrastive.shape[-1]
     chunk = _queries_per_chunk(n)
@@ -193,5 +186,5 @@ def evaluate_predictions(contrastive, iou, durations, gt_moments, dataset_name, 
                          durations[s:s + chunk], nms_thresh, k=k) for s in range(0, q, chunk)]
     top = torch.cat([p[0] for p in parts]) if parts else torch.empty(0, k, 2)
     scores = torch.cat([p[1] for p in parts]) if parts else torch.empty(0, k)
-    metrics = recall_table(top, gt_moments, IOU_THRESHOLDS[dataset_name], recalls=tuple(r for r in RECALLS if r <= k))
+    metrics = recall_table(top, gt_moments, tuple(iou_thresholds), recalls=tuple(r for r in RECALLS if r <= k))
     return metrics, top, scores

@@ -1,4 +1,4 @@
-"""Model registry: ``@register_model("NAME")`` on a class built as ``cls(cfg)``."""
+"""Model registry: ``@register_model("NAME")`` on a ``GroundingModel`` subclass built as ``cls(cfg)``."""
 MODEL_REGISTRY = {}
 
 
@@ -11,9 +11,16 @@ def register_model(name):
     return wrap
 
 
-def build_model(cfg):
-    """Instantiate MODEL.ARCHITECTURE from the registry."""
+def get_model_class(cfg):
+    """The registered class of MODEL.ARCHITECTURE (a ``GroundingModel``)."""
+    from ..config.loading import ConfigError
+
     name = cfg.MODEL.ARCHITECTURE
     if name not in MODEL_REGISTRY:
-        raise KeyError(f"MODEL.ARCHITECTURE {name!r} is not registered; known: {sorted(MODEL_REGISTRY)}")
-    return MODEL_REGISTRY[name](cfg)
+        raise ConfigError(f"MODEL.ARCHITECTURE {name!r} is not registered; known: {sorted(MODEL_REGISTRY)}")
+    return MODEL_REGISTRY[name]
+
+
+def build_model(cfg):
+    """Instantiate MODEL.ARCHITECTURE from the registry."""
+    return get_model_class(cfg)(cfg)

@@ -3,12 +3,12 @@ import torch
 
 
 def make_optimizer(cfg, model):
-    """AdamW(betas (0.9, 0.99), weight decay 1e-5); the text encoder's BERT at lr x 0.1 (second group)."""
-    model = getattr(model, "module", model)
-    bert = {id(p) for p in model.bert_parameters()} if hasattr(model, "bert_parameters") else set()
-    params = [p for p in model.parameters() if id(p) not in bert]
-    bert_params = [p for p in model.parameters() if id(p) in bert]
-    groups = [{"params": params, "lr": cfg.SOLVER.LR}, {"params": bert_params, "lr": cfg.SOLVER.LR * 0.1}]
+    """AdamW(betas (0.9, 0.99), weight decay 1e-5); the model's ``slow_parameters()`` (MMN: its BERT) at
+    lr x 0.1 in a second group, as the official optimiser (whose state dicts then load)."""
+    slow = {id(p) for p in model.slow_parameters()}
+    params = [p for p in model.parameters() if id(p) not in slow]
+    slow_params = [p for p in model.parameters() if id(p) in slow]
+    groups = [{"params": params, "lr": cfg.SOLVER.LR}, {"params": slow_params, "lr": cfg.SOLVER.LR * 0.1}]
     return torch.optim.AdamW(groups, betas=(0.9, 0.99), weight_decay=1e-5)
 
 

@@ -111,7 +111,7 @@ class Checkpointer:
         self.output_dir = output_dir
         self.cfg = cfg
 
-    def save(self, name, model, optimizer=None, scheduler=None, epoch=None, best=None, last=False):
+    def save(self, name, model, optimizer=None, scheduler=None, epoch=None, best=None, last=False, record=None):
         from .seed import get_rng_state
 
         module = getattr(model, "module", model)
@@ -123,6 +123,7 @@ class Checkpointer:
             "best": best,
             "rng": get_rng_state(),
             "config": self.cfg.dump() if self.cfg is not None else None,
+            "record": record,  # the epoch's training record, to finish its metrics line after a resume
         }
         path = os.path.join(self.output_dir, name)
         atomic_save(data, path)
@@ -144,7 +145,7 @@ class Checkpointer:
         return path
 
     def resume(self, path, model, optimizer, scheduler):
-        """Restore everything saved by ``save``; returns (next epoch, best)."""
+        """Restore everything saved by ``save``; returns (next epoch, best, the epoch's training record)."""
         from .seed import set_rng_state
 
         data = read_checkpoint(path)
@@ -158,4 +159,4 @@ class Checkpointer:
             scheduler.load_state_dict(data["scheduler"])
         set_rng_state(data["rng"])
         logger.info("resumed from %s (epoch %d)", path, data["epoch"])
-        return data["epoch"] + 1, data.get("best")
+        return data["epoch"] + 1, data.get("best"), data.get("record")

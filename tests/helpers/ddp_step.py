@@ -8,7 +8,8 @@ import sys
 import torch
 
 from mmn.config import load_config
-from mmn.data import BatchCollator, build_dataset
+from mmn.data import build_dataset
+from mmn.modeling.mmn.batch import MMNCollator
 from mmn.engine.launch import _wrap_ddp
 from mmn.modeling import build_model
 from mmn.utils import comm
@@ -33,7 +34,7 @@ def main(text_encoder, out):
     model.train()
     dataset = build_dataset(cfg, "charades_train")
     half = len(VIDEOS) // world
-    batch = BatchCollator()([dataset[i] for i in VIDEOS[rank * half:(rank + 1) * half]])
+    batch = MMNCollator()([dataset[i] for i in VIDEOS[rank * half:(rank + 1) * half]])
     model(batch, epoch=2)["loss"].backward()
     if rank == 0:
         grads = {n: p.grad.clone() for n, p in model.module.named_parameters() if p.grad is not None}

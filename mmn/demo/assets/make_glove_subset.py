@@ -8,7 +8,7 @@ import sys
 
 import numpy as np
 
-from mmn.data.cnm_text import tokenize
+from mmn.modeling.cnm.text import tokenize
 from mmn.demo.synthetic import ACTIONS, SUBJECTS, TEMPLATES
 
 

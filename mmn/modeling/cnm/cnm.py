@@ -5,24 +5,26 @@ mask-conditioned reconstructor; ``fc_mask_gen`` (hidden -> 2) predicts the Gauss
 width, ``fc_rec`` (hidden -> vocabulary) predicts the next word. Parameter names are those of the
 release, so its state_dict loads with ``load_state_dict``.
 
-Interface for the engine (see docs/CNM.md):
+The model contract (mmn/modeling/base.py; see docs/CNM.md):
 
-- ``model.train_step(batch, optimizers)``: one CNM iteration (L_rec update of the reconstructor,
-  then L_IVC update of the generator, then both schedules), returns a dict of floats. Build the
-  optimisers with ``model.build_optimizers(cfg)``. This is THE way to train CNM.
+- ``model.train_step(batch, optimizers, epoch)``: one CNM iteration (L_rec update of the reconstructor,
+  then L_IVC update of the generator, then both schedules), returns a dict of floats. Its optimisers
+  are ``model.build_optimizer(cfg)`` (no epoch schedule). This is THE way to train CNM.
 - ``model(batch)`` in train mode: the losses of one forward without any update
   (``loss`` = L_rec + L_IVC, only for logging: back-propagating it is the paper's "jointly" ablation).
 - ``model(batch)`` in eval mode: ``moments`` Q x 1 x 2 normalised (s, e), ``scores`` Q x 1 (ones: CNM
   predicts one moment per query, no NMS), ``center``, ``width``.
 
 Timestamps are never read: only ``frames_feat``, ``frames_len``, ``words_feat``, ``words_len``,
-``words_id`` and ``weights`` of the batch (see mmn/data/cnm_dataset.py).
+``words_id`` and ``weights`` of the batch (see mmn/modeling/cnm/data.py).
 """
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..base import GroundingModel, RankedMoments
 from ..registry import register_model
+from .data import build_cnm_dataset, build_query_batch, cached_cnm_vocabulary
 from .gauss import easy_negative_mask, gaussian_mask, moments_from_gaussian
 from .loss import ivc_loss, rec_loss, reconstruction_nll
 from .optim import CNMOptimizers
@@ -64,9 +66,11 @@ def sample_masked_words(words_len, weights, size, num_masked_divisor=3, generato
 
 
 @register_model("CNM")
-class CNM(nn.Module):
+class CNM(GroundingModel):
+    supports_distributed = False  # its alternating update owns two optimisers: no DDP wrapper yet
+
     def __init__(self, cfg):
-        super().__init__()
+        super().__init__(cfg)
         c = cfg.MODEL.CNM
         hidden = c.HIDDEN_SIZE
         self.dropout = c.DROPOUT
@@ -111,8 +115,27 @@ class CNM(nn.Module):
                              warmup_init_lr=s.WARMUP_INIT_LR, betas=tuple(s.BETAS), eps=s.EPS,
                              weight_decay=s.WEIGHT_DECAY, max_grad_norm=s.MAX_GRAD_NORM)
 
-    def set_epoch(self, epoch):
-        """Nothing depends on the epoch in CNM (kept for the engine's common interface)."""
+    # ------------------------------------------------------------------ the model contract (mmn/modeling/base.py)
+    @classmethod
+    def feature_dim(cls, cfg):
+        return cfg.MODEL.CNM.FRAME_DIM, "MODEL.CNM.FRAME_DIM"
+
+    @classmethod
+    def build_dataset(cls, cfg, entry, is_train=False):
+        return build_cnm_dataset(cfg, entry, cached_cnm_vocabulary(cfg), is_training=is_train)
+
+    @classmethod
+    def build_query_batch(cls, cfg, features, duration, sentences):
+        return build_query_batch(cfg, features, duration, sentences)
+
+    def build_optimizer(self, cfg):
+        """The release's two Adam optimisers with their per-update schedules; no epoch scheduler."""
+        return self.build_optimizers(cfg), None
+
+    def rank_moments(self, outputs, batch, topk):
+        """CNM's one moment per query (normalised (s, e) times the duration), score 1."""
+        moments = outputs["moments"].double().cpu() * batch.durations.cpu().double()[:, None, None]
+        return RankedMoments(moments[:, :topk], outputs["scores"].float().cpu()[:, :topk])
 
     # ------------------------------------------------------------------ network
     def generate(self, batch):
@@ -212,7 +235,7 @@ class CNM(nn.Module):
             result["loss"] = loss_rec
         return result
 
-    def train_step(self, batch, optimizers, masked_words=(None, None)):
+    def train_step(self, batch, optimizers, epoch=None, forward=None, masked_words=(None, None)):
         """One CNM iteration, exactly as the release's loop:
 
         1. freeze ``fc_mask_gen``; forward; L_rec; backward; clip the norm of ALL gradients to
@@ -221,7 +244,8 @@ class CNM(nn.Module):
         2. freeze everything but ``fc_mask_gen``; forward again (new word masking); L_IVC; backward;
            clip; step the generator's Adam;
         3. step both learning-rate schedules.
-        ``masked_words``: optional pair of B x (L+1) bool masks for the two forwards (tests).
+        ``masked_words``: optional pair of B x (L+1) bool masks for the two forwards (tests). ``epoch`` and
+        ``forward`` (the contract's) are unused: nothing depends on the epoch, and no DDP wrapper exists.
         Returns floats: loss (L_rec + L_IVC), loss_rec, loss_ivc, loss_ivc_hard, loss_ivc_easy, lr.
         """
         if not self.use_negative:

@@ -90,6 +90,11 @@ class CNMOptimizers:
     def lr(self):
         return self.rec_schedule.lr
 
+    @property
+    def param_groups(self):
+        """Both optimisers' parameter groups (reconstructor first), as a torch optimiser's."""
+        return self.rec.param_groups + self.gen.param_groups
+
     def step_update(self):
         self.num_updates += 1
         self.rec_schedule.step_update(self.num_updates)

@@ -23,6 +23,27 @@ def sparse_moment_cells(pooling_counts, num_clips):
     return mask2d, cells
 
 
+def sparse_map_lengths(pooling_counts, num_clips):
+    """Why the pooling steps of ``pooling_counts`` cannot fill an N x N map, or "" when they can.
+
+    Each step shortens the sequence (kernel 2 stride 1, or kernel 3 stride 2 at a group's start) and
+    writes it on one diagonal, so its output length must equal that diagonal's number of cells.
+    """
+    _, cells = sparse_moment_cells(pooling_counts, num_clips)
+    length, step = num_clips, 0
+    for group, count in enumerate(pooling_counts):
+        for k in range(count):
+            kernel, stride = (3, 2) if group > 0 and k == 0 else (2, 1)
+            if length < kernel:
+                return f"pooling step {step + 1} needs at least {kernel} clips, {length} are left"
+            length = (length - kernel) // stride + 1
+            if length != len(cells[step][0]):
+                return (f"pooling step {step + 1} gives {length} cells for a diagonal of {len(cells[step][0])}; "
+                        "fewer or smaller pooling counts fit")
+            step += 1
+    return ""
+
+
 class _SparseMap(nn.Module):
     def __init__(self, pooling_counts, num_clips):
         super().__init__()

@@ -3,9 +3,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ...config.loading import ConfigError
+from ...data.features import prepare_video_features
+from ...data.tokenization import load_tokenizer
+from ...evaluation import fused_top_moments
 from ...structures import cell_iou_targets
+from ..base import GroundingModel, RankedMoments
 from ..registry import register_model
-from .feat2d import build_feat2d
+from .batch import MMNBatch
+from .dataset import MMNDataset
+from .feat2d import build_feat2d, sparse_map_lengths
 from .featpool import build_featpool
 from .loss import mutual_matching_loss, scaled_iou_bce_loss
 from .proposal_conv import ProposalConv
@@ -29,10 +36,34 @@ def per_video_cosine(sent_feat, video_maps, video_index, num_sentences):
     return scores[video_index, slot].reshape(-1, n, n)
 
 
+def check_geometry(cfg):
+    """INPUT.NUM_PRE_CLIPS, FEATPOOL.KERNEL_SIZE, NUM_CLIPS and FEAT2D.POOLING_COUNTS must fit together:
+    the feature pool (stride NUM_PRE_CLIPS // NUM_CLIPS) must give NUM_CLIPS clips, and every pooling
+    step of the sparse map must fill its diagonal of the NUM_CLIPS x NUM_CLIPS map."""
+    mmn = cfg.MODEL.MMN
+    pre, n, kernel, counts = cfg.INPUT.NUM_PRE_CLIPS, mmn.NUM_CLIPS, mmn.FEATPOOL.KERNEL_SIZE, list(mmn.FEAT2D.POOLING_COUNTS)
+    keys = "INPUT.NUM_PRE_CLIPS, MODEL.MMN.FEATPOOL.KERNEL_SIZE, MODEL.MMN.NUM_CLIPS"
+    if n < 1 or pre < n or kernel < 1 or kernel > pre:
+        raise ConfigError(f"{keys} = {pre}, {kernel}, {n}: need 1 <= NUM_CLIPS <= NUM_PRE_CLIPS and "
+                          "1 <= KERNEL_SIZE <= NUM_PRE_CLIPS")
+    stride = pre // n
+    pooled = (pre - kernel) // stride + 1
+    if pooled != n:
+        raise ConfigError(f"{keys} = {pre}, {kernel}, {n}: the feature pool (kernel {kernel}, stride NUM_PRE_CLIPS // "
+                          f"NUM_CLIPS = {stride}) gives (NUM_PRE_CLIPS - KERNEL_SIZE) // stride + 1 = {pooled} clips, "
+                          f"not NUM_CLIPS = {n} (the official configs use KERNEL_SIZE = stride, e.g. NUM_PRE_CLIPS "
+                          f"{n * 2}, KERNEL_SIZE 2)")
+    if not counts or any(c < 0 for c in counts) or counts[0] < 1:
+        raise ConfigError(f"MODEL.MMN.FEAT2D.POOLING_COUNTS {counts}: need non-negative counts, the first >= 1")
+    problem = sparse_map_lengths(counts, n)
+    if problem:
+        raise ConfigError(f"MODEL.MMN.FEAT2D.POOLING_COUNTS {counts} with MODEL.MMN.NUM_CLIPS {n}: {problem}")
+
+
 @register_model("MMN")
-class MMN(nn.Module):
+class MMN(GroundingModel):
     def __init__(self, cfg):
-        super().__init__()
+        super().__init__(cfg)
         mmn = cfg.MODEL.MMN
         self.featpool = build_featpool(cfg)
         self.feat2d = build_feat2d(cfg)
@@ -48,6 +79,50 @@ class MMN(nn.Module):
             margin=loss.MARGIN, negative_video_iou=loss.NEGATIVE_VIDEO_IOU, sent_removal_iou=loss.SENT_REMOVAL_IOU)
         self.freeze_bert_epochs = cfg.SOLVER.FREEZE_BERT
         self.only_iou_epochs = cfg.SOLVER.ONLY_IOU
+        self.nms_thresh, self.contrastive_pow = cfg.TEST.NMS_THRESH, cfg.TEST.CONTRASTIVE_SCORE_POW
+
+    # ------------------------------------------------------------------ the model contract (mmn/modeling/base.py)
+    @classmethod
+    def check_config(cls, cfg):
+        check_geometry(cfg)
+
+    @classmethod
+    def feature_dim(cls, cfg):
+        return cfg.MODEL.MMN.FEATPOOL.INPUT_SIZE, "MODEL.MMN.FEATPOOL.INPUT_SIZE"
+
+    @classmethod
+    def build_dataset(cls, cfg, entry, is_train=False):
+        dim, key = cls.feature_dim(cfg)
+        return MMNDataset(entry.ann_file, entry.feat_file, entry.format, cfg.INPUT.NUM_PRE_CLIPS,
+                          cfg.MODEL.MMN.TEXT_ENCODER.PRETRAINED, feat_dim=dim, feat_dim_key=key,
+                          feature_cache_dir=cfg.DATALOADER.FEATURE_CACHE_DIR, feat_key=entry.feat_key)
+
+    @classmethod
+    def build_query_batch(cls, cfg, features, duration, sentences):
+        encoded = load_tokenizer(cfg.MODEL.MMN.TEXT_ENCODER.PRETRAINED)(list(sentences), padding=True,
+                                                                          return_tensors="pt")
+        count = len(sentences)
+        return MMNBatch(
+            feats=prepare_video_features(features, cfg.INPUT.NUM_PRE_CLIPS)[None],
+            queries=encoded["input_ids"],
+            wordlens=encoded["attention_mask"].sum(dim=1),
+            moments=torch.zeros(count, 2),
+            num_sentences=torch.tensor([count]),
+            durations=torch.tensor([duration], dtype=torch.float64),
+            indices=torch.tensor([0]),
+            query_indices=torch.arange(count),
+        )
+
+    def slow_parameters(self):
+        """The text encoder's BERT, trained at lr x 0.1 (official)."""
+        return list(self.text_encoder.bert.parameters())
+
+    def rank_moments(self, outputs, batch, topk):
+        """Official score fusion, then greedy NMS over the fused map (TEST.NMS_THRESH)."""
+        fused, moments, scores = fused_top_moments(outputs["contrastive"], outputs["iou"],
+                                                   batch.sentence_durations.cpu(), self.nms_thresh,
+                                                   self.contrastive_pow, k=topk)
+        return RankedMoments(moments, scores, fused)
 
     @property
     def mask2d(self):
@@ -62,9 +137,6 @@ class MMN(nn.Module):
     def set_epoch(self, epoch):
         """Epoch-dependent state (1-based): the text encoder's BERT is frozen while epoch <= FREEZE_BERT."""
         self.text_encoder.bert.requires_grad_(epoch > self.freeze_bert_epochs)
-
-    def bert_parameters(self):
-        return list(self.text_encoder.bert.parameters())
 
     def encode(self, batch):
         """Moment maps and sentence features: (map2d_contrastive, map2d_iou, sent_feat, sent_feat_iou)."""

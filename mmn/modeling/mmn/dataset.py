@@ -1,15 +1,19 @@
-"""One dataset class for every temporal-grounding benchmark; formats differ only by adapter."""
+"""MMN's dataset: one item per video with all its sentences, tokenised by the text encoder's tokenizer.
+
+Every benchmark is this one class; the datasets differ only by their catalog entry (annotation adapter,
+feature file and key)."""
 import logging
 
 import numpy as np
 import torch
 
-from .annotations import FEATURE_KEYS, AnnotationError, load_annotations
-from ..structures import StringTable
-from ..utils import comm
-from .features import (HDF5FeatureReader, ResampledFeatureCache, build_resampled_cache, prepare_video_features,
-                       resampled_cache_path)
-from .tokenization import load_tokenizer, tokenize
+from ...data.annotations import AnnotationError, load_annotations
+from ...data.features import (HDF5FeatureReader, ResampledFeatureCache, build_resampled_cache, prepare_video_features,
+                              resampled_cache_path)
+from ...data.tokenization import load_tokenizer, tokenize
+from ...structures import StringTable
+from ...utils import comm
+from .batch import MMNCollator
 
 logger = logging.getLogger(__name__)
 
@@ -25,7 +29,7 @@ def _tokenize_in_chunks(sentences, tokenizer, chunk=TOKENIZE_CHUNK):
     return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
 
-class TLGDataset(torch.utils.data.Dataset):
+class MMNDataset(torch.utils.data.Dataset):
     """Videos with all their sentences; one item is one video.
 
     Everything per sentence is kept in flat arrays (token ids, lengths, moments) indexed by
@@ -33,7 +37,7 @@ class TLGDataset(torch.utils.data.Dataset):
     """
 
     def __init__(self, ann_file, feat_file, fmt, num_pre_clips, tokenizer, feat_dim=None,
-                 check_features=True, feature_cache_dir=""):
+                 check_features=True, feature_cache_dir="", feat_key=None, feat_dim_key=None):
         self.ann_file = ann_file
         self.feat_file = feat_file
         self.format = fmt
@@ -56,7 +60,8 @@ class TLGDataset(torch.utils.data.Dataset):
         self.token_offsets = np.concatenate([[0], np.cumsum(self.token_lengths)])
         self.pad_token_id = tokenizer.pad_token_id or 0
 
-        self.features = HDF5FeatureReader(feat_file, key=FEATURE_KEYS[fmt], feat_dim=feat_dim)
+        self.features = HDF5FeatureReader(feat_file, key=feat_key, feat_dim=feat_dim)
+        self.feat_dim_key = feat_dim_key
         if check_features:
             self.features.check_videos(self.vids)
             self.features.close()  # re-opened lazily in each worker
@@ -87,6 +92,16 @@ class TLGDataset(torch.utils.data.Dataset):
     @property
     def num_queries(self):
         return len(self.sentences)
+
+    def collator(self):
+        return MMNCollator(self.pad_token_id)
+
+    def query_moments(self):
+        """(num_queries, 2) float32 ground-truth moments (seconds), in dataset order."""
+        return self.moments
+
+    def query_sentences(self):
+        return self.sentences
 
     def sentence_range(self, idx):
         return int(self.sentence_offsets[idx]), int(self.sentence_offsets[idx + 1])

@@ -10,10 +10,12 @@ from dataclasses import dataclass, fields
 import numpy as np
 import torch
 
-from ..config.paths_catalog import get_dataset_paths
-from .annotations import FEATURE_KEYS, load_annotations
-from .cnm_text import CNMVocabulary, load_glove_text
-from .features import HDF5FeatureReader, resample_clips
+from ...config.loading import ConfigError
+from ...data.annotations import load_annotations
+from ...data.catalog import get_entry
+from ...data.features import HDF5FeatureReader, resample_clips
+from ...data.glove import load_glove_text
+from .text import CNMVocabulary, tokenize
 
 logger = logging.getLogger(__name__)
 
@@ -51,8 +53,8 @@ class CNMDataset(torch.utils.data.Dataset):
     them and would fail); at test time they stay, with the start token alone.
     """
 
-    def __init__(self, ann_file, feat_file, fmt, vocab, num_frames=200, max_num_words=20, feat_key="default",
-                 feat_dim=None, is_training=False, check_features=True):
+    def __init__(self, ann_file, feat_file, fmt, vocab, num_frames=200, max_num_words=20, feat_key=None,
+                 feat_dim=None, is_training=False, check_features=True, feat_dim_key=None):
         self.ann_file, self.feat_file, self.format = ann_file, feat_file, fmt
         self.vocab = vocab
         self.num_frames = num_frames
@@ -82,8 +84,8 @@ class CNMDataset(torch.utils.data.Dataset):
         self.durations = np.asarray(durations, dtype=np.float64)
         self.moments = torch.tensor(moments, dtype=torch.float32)
         self.word_ids, self.word_weights = word_ids, word_weights
-        key = FEATURE_KEYS[fmt] if feat_key == "default" else (feat_key or None)
-        self.features = HDF5FeatureReader(feat_file, key=key, feat_dim=feat_dim)
+        self.features = HDF5FeatureReader(feat_file, key=feat_key or None, feat_dim=feat_dim)
+        self.feat_dim_key = feat_dim_key
         if check_features:
             self.features.check_videos(sorted(set(vids)))
             self.features.close()
@@ -98,6 +100,13 @@ class CNMDataset(torch.utils.data.Dataset):
     def collator(self):
         return CNMCollator()
 
+    def query_moments(self):
+        """(num_queries, 2) float32 moments (seconds): evaluation only."""
+        return self.moments
+
+    def query_sentences(self):
+        return self.sentences
+
     def query_durations(self):
         return torch.from_numpy(self.durations)
 
@@ -105,19 +114,38 @@ class CNMDataset(torch.utils.data.Dataset):
         return list(self.vids)
 
     def __getitem__(self, idx):
-        ids = self.word_ids[idx]
-        vectors = self.vocab.vectors[ids] if len(ids) else np.zeros((0, self.vocab.dim), np.float32)
-        # position 0: the release puts a copy of the first word's vector there (overwritten by start_vec)
-        placeholder = vectors[:1] if len(ids) else np.zeros((1, self.vocab.dim), np.float32)
-        return {
-            "frames_feat": resample_clips(self.features.read(self.vids[idx]), self.num_frames),
-            "words_id": torch.from_numpy(ids),
-            "words_feat": torch.from_numpy(np.concatenate([placeholder, vectors], axis=0)),
-            "weights": torch.from_numpy(self.word_weights[idx]),
-            "duration": float(self.durations[idx]),
-            "moment": self.moments[idx],
-            "idx": idx,
-        }
+        frames = resample_clips(self.features.read(self.vids[idx]), self.num_frames)
+        return query_item(self.vocab, frames, self.word_ids[idx], self.word_weights[idx], float(self.durations[idx]),
+                          self.moments[idx], idx)
+
+
+def query_item(vocab, frames, ids, weights, duration, moment, idx):
+    """One CNM item: resampled frames, the kept words' ids, GloVe vectors and masking weights."""
+    vectors = vocab.vectors[ids] if len(ids) else np.zeros((0, vocab.dim), np.float32)
+    # position 0: the release puts a copy of the first word's vector there (overwritten by start_vec)
+    placeholder = vectors[:1] if len(ids) else np.zeros((1, vocab.dim), np.float32)
+    return {
+        "frames_feat": frames,
+        "words_id": torch.from_numpy(ids),
+        "words_feat": torch.from_numpy(np.concatenate([placeholder, vectors], axis=0)),
+        "weights": torch.from_numpy(weights),
+        "duration": duration,
+        "moment": moment,
+        "idx": idx,
+    }
+
+
+def build_query_batch(cfg, features, duration, sentences):
+    """A CNMBatch of one video's raw frame features and free ``sentences`` (prediction)."""
+    c = cfg.MODEL.CNM
+    vocab = cached_cnm_vocabulary(cfg)
+    frames = resample_clips(features, c.NUM_FRAMES)
+    items = []
+    for q, sentence in enumerate(sentences):
+        ids, weights = vocab.encode(sentence, c.MAX_NUM_WORDS)
+        items.append(query_item(vocab, frames, np.asarray(ids, dtype=np.int64), np.asarray(weights, dtype=np.float32),
+                                duration, torch.zeros(2), q))
+    return CNMCollator()(items)
 
 
 class CNMCollator:
@@ -155,17 +183,16 @@ def build_cnm_vocabulary(cfg):
     (then the vocabulary is counted on the DATASETS.TRAIN splits)."""
     c = cfg.MODEL.CNM
     if not c.GLOVE:
-        raise ValueError("MODEL.CNM.GLOVE is empty: give the .npz vocabulary or a GloVe text file")
+        raise ConfigError("MODEL.CNM.GLOVE is empty: give the .npz vocabulary or a GloVe text file")
     path = os.path.join(cfg.DATASETS.ROOT, c.GLOVE)  # an absolute GLOVE stays as it is
     if path.endswith(".npz"):
         vocab = CNMVocabulary.from_npz(path, c.VOCAB_SIZE)
     else:
         sentences = []
         for split in cfg.DATASETS.TRAIN:
-            paths = get_dataset_paths(split, cfg.DATASETS.ROOT)
-            videos, _ = load_annotations(paths["ann_file"], paths["format"])
+            entry = get_entry(cfg, split)
+            videos, _ = load_annotations(entry.ann_file, entry.format)
             sentences.extend(s for v in videos for s in v.sentences)
-        from .cnm_text import tokenize
         wanted = {t for s in sentences for t in tokenize(s)}
         vocab = CNMVocabulary.from_sentences(sentences, load_glove_text(path, wanted, c.WORD_DIM), c.VOCAB_SIZE)
     if vocab.dim != c.WORD_DIM:
@@ -185,11 +212,13 @@ def cached_cnm_vocabulary(cfg):
     return _VOCAB_CACHE[key]
 
 
-def build_cnm_dataset(cfg, split_name, vocab, is_training=False):
+def build_cnm_dataset(cfg, entry, vocab, is_training=False):
+    """CNMDataset of catalog ``entry``; MODEL.CNM.FEATURE_FILE / FEATURE_KEY replace the entry's features
+    (CNM's Charades results use I3D features, not the catalog's VGG)."""
     c = cfg.MODEL.CNM
-    paths = get_dataset_paths(split_name, cfg.DATASETS.ROOT)
-    feat_file = os.path.join(cfg.DATASETS.ROOT, c.FEATURE_FILE) if c.FEATURE_FILE else paths["feat_file"]
-    return CNMDataset(paths["ann_file"], feat_file, paths["format"], vocab, num_frames=c.NUM_FRAMES,
-                      max_num_words=c.MAX_NUM_WORDS, feat_key=c.FEATURE_KEY, feat_dim=c.FRAME_DIM,
-                      is_training=is_training)
+    feat_file = os.path.join(cfg.DATASETS.ROOT, c.FEATURE_FILE) if c.FEATURE_FILE else entry.feat_file
+    feat_key = entry.feat_key if c.FEATURE_KEY == "default" else (c.FEATURE_KEY or None)
+    return CNMDataset(entry.ann_file, feat_file, entry.format, vocab, num_frames=c.NUM_FRAMES,
+                      max_num_words=c.MAX_NUM_WORDS, feat_key=feat_key, feat_dim=c.FRAME_DIM,
+                      feat_dim_key="MODEL.CNM.FRAME_DIM", is_training=is_training)
 

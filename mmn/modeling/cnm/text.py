@@ -18,7 +18,7 @@ import re
 
 import numpy as np
 
-from .glove import load_glove_npz, load_glove_text  # noqa: F401  (re-exported)
+from ...data.glove import load_glove_npz
 
 # ---------------------------------------------------------------------------- tokenisation
 _STARTING_QUOTES = [
