@@ -61,8 +61,27 @@ def official_to_cfg(official, **extra):
         for p in path:
             node = node[p]
         node[last] = value
+    if cfg.DATASETS.TRAIN or cfg.DATASETS.TEST:
+        from mmn.config.loading import check_config
+
+        cfg.DATASETS.NAME = ""
+        check_config(cfg)
     cfg.freeze()
     return cfg
+
+
+def write_catalog(folder):
+    """A DATASETS.CATALOG_FILE naming the fixture's splits (tanfx_train, tanfx_val = the test split, tanfx_test)."""
+    import yaml
+
+    entries = {f"tanfx_{split}": {"format": "charades", "ann_file": os.path.join(DATA_DIR, f"charades_{ann}.json"),
+                                  "feat_file": os.path.join(DATA_DIR, "vgg_rgb_features.hdf5"),
+                                  "iou_thresholds": [0.5, 0.7]}
+               for split, ann in (("train", "train"), ("val", "test"), ("test", "test"))}
+    path = os.path.join(str(folder), "tan_catalog.yaml")
+    with open(path, "w") as f:
+        yaml.safe_dump(entries, f)
+    return path
 
 
 def entry(split):

@@ -13,7 +13,8 @@ from mmn.modeling.tan import TAN
 from mmn.modeling.tan.data import WordVectors, iou_map, load_word_vectors, official_tokens
 from mmn.modeling.tan.optim import build_tan_optimizer, step_plateau
 from mmn.modeling.tan.prop import SparsePropConv, SparsePropMaxPool, tan_moment_cells
-from mmn.modeling.tan.ranking import eval_time_grid, greedy_nms, rank_candidates, recall_table, top_moments
+from mmn.evaluation import recall_table
+from mmn.modeling.tan.ranking import eval_time_grid, top_moments
 from mmn.utils.checkpoint import CheckpointError, load_model_weights
 
 from tan_fixture import CHECKPOINT, FIXTURE_DIR, GLOVE, load_expected, official_to_cfg
@@ -310,3 +311,9 @@ def test_rescaled_targets_bias():
     iou = torch.tensor([0.2, 0.5, 0.75, 1.0], dtype=torch.float64)
     assert rescaled_iou_targets(iou, 0.5, 1.0, 0.0).tolist() == [0.0, 0.0, 0.5, 1.0]
     assert rescaled_iou_targets(iou, 0.5, 1.0, 0.1).tolist() == pytest.approx([0.0, 0.0, 0.55, 1.0])
+
+
+@pytest.mark.parametrize("path", sorted(glob.glob(os.path.join(CONFIGS, "tan_*_*x*_k*.yaml"))))
+def test_official_configs_evaluate_as_the_official_code(path):
+    cfg = load_config(path)
+    assert cfg.TEST.STRICT_IOU and cfg.MODEL.TAN.ZERO_SCORE_CANDIDATES and tuple(cfg.TEST.RECALLS) == (1, 5)

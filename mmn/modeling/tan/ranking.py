@@ -7,16 +7,15 @@
   rounds differently from the targets' (k x d) / T).
 - NMS: greedy in rank order; a candidate is dropped when its IoU with a kept one is > the threshold,
   the IoU being inter / (len_a + len_b - inter) in float64 (``eval.py:nms``); at most ``k`` kept.
-- Recall: R@n IoU@m counts a query when one of its first n kept moments has IoU > m (``strict``, the
-  official ``eval.py:68``) or >= m (the framework's tables), IoU in float64 against the annotation's
-  float64 times; mIoU is the mean IoU of the top-1 moment.
+- Recall: the shared ``mmn.evaluation.recall_table`` with ``strict`` (TEST.STRICT_IOU True in the 2D-TAN
+  configs: a hit needs IoU > m, ``eval.py:68``; False: >= m, the framework's tables). The moments are
+  returned in float64 (exact copies of the float32 times), so its IoU is taken in float64 against the
+  annotation's float64 times, as the official numpy code does.
 
 Ties between equal scores are broken in row-major cell order (a stable sort); the official numpy
 argsort (default kind, reversed) leaves their order to the numpy build, so no order is "the" official one.
 """
 import torch
-
-from ...structures import segment_iou
 
 # queries ranked per chunk: bounds the Q x C temporaries (C = T (T + 1) / 2 candidates)
 CHUNK_CELLS = 2 ** 22
@@ -95,20 +94,3 @@ def top_moments(score2d, durations, nms_thresh, k=5, zero_score_candidates=True)
     if not parts:
         return torch.empty(0, k, 2, dtype=torch.float64), torch.empty(0, k)
     return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
-
-
-def recall_table(top, gt_moments, iou_thresholds, recalls=(1, 5), strict=True):
-    """R@n IoU@m (fractions) and mIoU, keyed as ``mmn.evaluation.recall_table``; ``strict``: a hit needs
-    IoU > m (official 2D-TAN), else IoU >= m (the framework's tables). IoU in float64; a missing
-    (NaN) moment is a miss."""
-    ious = segment_iou(top.double(), torch.as_tensor(gt_moments, dtype=torch.float64)[:, None, :])
-    ious = torch.nan_to_num(ious, nan=-1.0)
-    thresholds = torch.tensor(iou_thresholds, dtype=torch.float64)
-    result = {}
-    for n in recalls:
-        close = ious[:, :n, None]
-        hit = (close > thresholds) if strict else (close >= thresholds)
-        for thr, value in zip(iou_thresholds, hit.any(dim=1).double().mean(dim=0).tolist()):
-            result[f"R@{n},IoU@{thr:.1f}"] = value
-    result["mIoU"] = ious[:, 0].clamp(min=0).mean().item()
-    return result

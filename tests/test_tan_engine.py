@@ -1,0 +1,89 @@
+"""2D-TAN through the shared engine: the catalog, the loaders, run_inference + recall_metrics (the official
+table on the fixture), the validation-loss schedule, train_net/test_net's launch.train / launch.test."""
+import json
+
+import pytest
+import torch
+
+from mmn.data import build_dataset, make_data_loader
+from mmn.engine import launch
+from mmn.engine.inference import recall_metrics, run_inference
+from mmn.modeling import build_model
+from mmn.utils.checkpoint import load_model_weights
+
+from tan_fixture import CHECKPOINT, load_expected, official_to_cfg, write_catalog
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def expected():
+    return load_expected()
+
+
+@pytest.fixture(scope="module")
+def catalog(tmp_path_factory):
+    return write_catalog(tmp_path_factory.mktemp("tan_catalog"))
+
+
+def engine_cfg(expected, catalog, **extra):
+    opts = {"DATASETS.CATALOG_FILE": catalog, "DATASETS.TRAIN": ("tanfx_train",), "DATASETS.TEST": ("tanfx_test",),
+            "TEST.STRICT_IOU": True, "DATALOADER.NUM_WORKERS": 0}
+    opts.update(extra)
+    return official_to_cfg(expected["config"], **opts)
+
+
+@pytest.mark.parametrize("test_batch", [32, 3])
+def test_engine_evaluation_gives_the_official_table(expected, catalog, test_batch):
+    """Batches of any size give the same answers (one item per query, each ranked on its own)."""
+    cfg = engine_cfg(expected, catalog, **{"TEST.BATCH_SIZE": test_batch})
+    model = build_model(cfg)
+    load_model_weights(model, CHECKPOINT)
+    dataset = build_dataset(cfg, "tanfx_test")
+    moments, scores, _ = run_inference(model, make_data_loader(cfg, dataset, is_train=False), torch.device("cpu"))
+    metrics = recall_metrics(cfg, dataset, moments)
+    summary = expected["eval"]["summary"]
+    for q, official in enumerate(summary["top_moments"]):
+        assert torch.equal(moments[q], torch.tensor(official, dtype=torch.float64))
+    for i, tiou in enumerate(summary["tious"]):
+        for j, r in enumerate(summary["recalls"]):
+            assert metrics[f"R@{r},IoU@{tiou:.1f}"] == float(torch.tensor(summary["table"][i, j].item()).float())
+    assert metrics["mIoU"] == pytest.approx(summary["miou"], abs=1e-12)
+
+
+def test_inclusive_table_is_selectable(expected, catalog, tmp_path):
+    """TEST.STRICT_IOU False gives the framework's >= table from the same answers (never below the strict one)."""
+    strict = launch.test(engine_cfg(expected, catalog, **{"OUTPUT_DIR": str(tmp_path)}), torch.device("cpu"),
+                         CHECKPOINT, out=str(tmp_path / "strict.json"))
+    inclusive = launch.test(engine_cfg(expected, catalog, **{"TEST.STRICT_IOU": False, "OUTPUT_DIR": str(tmp_path)}),
+                            torch.device("cpu"), CHECKPOINT, out=str(tmp_path / "inclusive.json"))
+    assert all(inclusive[k] >= strict[k] for k in strict)
+
+
+def test_validation_loss_steps_the_plateau(expected, catalog):
+    """With DATASETS.VAL the schedule steps on -(the validation loss) = -(the official evaluation loss)."""
+    cfg = engine_cfg(expected, catalog, **{"DATASETS.VAL": ("tanfx_val",)})
+    model = build_model(cfg)
+    load_model_weights(model, CHECKPOINT)
+    optimizer, scheduler = model.build_optimizer(cfg)
+    record = {"epoch": 1, "loss": 1.0}
+    model.end_epoch(scheduler, record)
+    assert record["val_loss"] == pytest.approx(expected["eval"]["loss"], abs=1e-5)
+    assert scheduler.best == pytest.approx(-expected["eval"]["loss"], abs=1e-5)
+    assert model.training
+
+
+def test_train_net_and_test_net(expected, catalog, tmp_path):
+    """One epoch through launch.train (train_net.py), then launch.test (test_net.py) of its checkpoint with the
+    config the checkpoint carries."""
+    cfg = engine_cfg(expected, catalog, **{"OUTPUT_DIR": str(tmp_path), "SOLVER.MAX_EPOCH": 1,
+                                           "DATASETS.VAL": ("tanfx_val",)})
+    launch.train(cfg, torch.device("cpu"))
+    records = [json.loads(line) for line in open(tmp_path / "metrics.jsonl")]
+    assert len(records) == 1 and "val_loss" in records[0] and set(records[0]["test"]) >= {"R@1,IoU@0.5", "mIoU"}
+    checkpoint = str(tmp_path / "model_1e.pth")
+    from mmn.config import load_config
+
+    tested = launch.test(load_config(None, [], checkpoint=checkpoint), torch.device("cpu"), checkpoint,
+                         out=str(tmp_path / "results.json"))
+    assert tested == records[0]["test"]
