@@ -27,6 +27,7 @@ DEMO_MODELS = {
     "mmn": (os.path.join(_CONFIGS, "demo_synthetic.yaml"),
             lambda: ["MODEL.MMN.TEXT_ENCODER.PRETRAINED", resolve_offline_text_encoder()]),
     "cnm": (os.path.join(_CONFIGS, "cnm_demo_synthetic.yaml"), lambda: ["MODEL.CNM.GLOVE", DEMO_GLOVE]),
+    "tan": (os.path.join(_CONFIGS, "tan_demo_synthetic.yaml"), lambda: ["MODEL.TAN.GLOVE", DEMO_GLOVE]),
 }
 # the sentence-blind baselines pick moments on the MMN demo's 16-clip grid, whatever the model
 BASELINE_GRID = (16, [15])
