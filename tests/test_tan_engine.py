@@ -1,6 +1,7 @@
 """2D-TAN through the shared engine: the catalog, the loaders, run_inference + recall_metrics (the official
 table on the fixture), the validation-loss schedule, train_net/test_net's launch.train / launch.test."""
 import json
+import os
 
 import pytest
 import torch
@@ -11,7 +12,7 @@ from mmn.engine.inference import recall_metrics, run_inference
 from mmn.modeling import build_model
 from mmn.utils.checkpoint import load_model_weights
 
-from tan_fixture import CHECKPOINT, load_expected, official_to_cfg, write_catalog
+from tan_fixture import CHECKPOINT, DATA_DIR, load_expected, official_to_cfg, write_catalog
 
 torch.set_num_threads(1)
 
@@ -87,3 +88,10 @@ def test_train_net_and_test_net(expected, catalog, tmp_path):
     tested = launch.test(load_config(None, [], checkpoint=checkpoint), torch.device("cpu"), checkpoint,
                          out=str(tmp_path / "results.json"))
     assert tested == records[0]["test"]
+    from mmn.predict import Predictor
+
+    predictor = Predictor.from_checkpoint(checkpoint, device="cpu")
+    features = predictor.load_features(os.path.join(DATA_DIR, "vgg_rgb_features.hdf5"), "LDNE2")
+    (prediction,) = predictor.predict(features, 31.83, ["person takes a book from the table."])
+    assert len(prediction.moments) == 5 and all(0 <= m.start < m.end <= 31.83 + 1e-4 for m in prediction.moments)
+    assert [m.score for m in prediction.moments] == sorted((m.score for m in prediction.moments), reverse=True)
