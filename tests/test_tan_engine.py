@@ -95,3 +95,16 @@ def test_train_net_and_test_net(expected, catalog, tmp_path):
     (prediction,) = predictor.predict(features, 31.83, ["person takes a book from the table."])
     assert len(prediction.moments) == 5 and all(0 <= m.start < m.end <= 31.83 + 1e-4 for m in prediction.moments)
     assert [m.score for m in prediction.moments] == sorted((m.score for m in prediction.moments), reverse=True)
+
+
+def test_glove_text_is_read_once_for_all_splits(expected, catalog, monkeypatch):
+    import mmn.modeling.tan.data as tan_data
+
+    calls = []
+    original = tan_data.load_glove_text
+    monkeypatch.setattr(tan_data, "_GLOVE_CACHE", {})
+    monkeypatch.setattr(tan_data, "load_glove_text", lambda *a, **k: calls.append(k["words"]) or original(*a, **k))
+    cfg = engine_cfg(expected, catalog, **{"DATASETS.VAL": ("tanfx_val",)})
+    for split in ("tanfx_train", "tanfx_val", "tanfx_test"):
+        build_dataset(cfg, split)
+    assert len(calls) == 1 and {"girl", "cabinet", "undress"} <= calls[0]

@@ -210,6 +210,26 @@ class TANDataset(torch.utils.data.Dataset):
         }
 
 
+_TOKEN_CACHE = {}
+
+
+def config_tokens(cfg):
+    """The tokens of every sentence of the config's splits (DATASETS.TRAIN, VAL, TEST), lower-cased."""
+    from ...data.catalog import get_entry
+
+    splits = tuple(cfg.DATASETS.TRAIN) + tuple(cfg.DATASETS.VAL) + tuple(cfg.DATASETS.TEST)
+    key = (cfg.DATASETS.ROOT, cfg.DATASETS.CATALOG_FILE, splits)
+    if key not in _TOKEN_CACHE:
+        tokens = set()
+        for split in dict.fromkeys(splits):
+            entry = get_entry(cfg, split)
+            if os.path.isfile(entry.ann_file):
+                videos, _ = load_annotations(entry.ann_file, entry.format)
+                tokens.update(t.lower() for v in videos for s in v.sentences for t in official_tokens(s, entry.format))
+        _TOKEN_CACHE[key] = tokens
+    return _TOKEN_CACHE[key]
+
+
 def glove_path(cfg):
     path = cfg.MODEL.TAN.GLOVE
     if not path:

@@ -16,8 +16,8 @@ from ...config.loading import ConfigError
 from ...utils.speed import autocast
 from ..base import GroundingModel, RankedMoments, model_device
 from ..registry import register_model
-from .data import TANCollator, TANDataset, glove_path, load_word_vectors, num_map_clips, official_tokens, \
-    prepare_features
+from .data import TANCollator, TANDataset, config_tokens, glove_path, load_word_vectors, num_map_clips, \
+    official_tokens, prepare_features
 from .frame import FrameAvgPool
 from .fusion import BaseFusion
 from .loss import bce_rescale_loss
@@ -116,7 +116,10 @@ class TAN(GroundingModel):
 
     @classmethod
     def word_vectors(cls, cfg, words):
-        return load_word_vectors(glove_path(cfg), words, cfg.MODEL.TAN.FUSION_MODULE.TXT_INPUT_SIZE)
+        """GloVe vectors of ``words`` and of every token of the config's splits (DATASETS.TRAIN, VAL, TEST),
+        so that a GloVe text file is read once for all of them."""
+        return load_word_vectors(glove_path(cfg), set(words) | config_tokens(cfg),
+                                 cfg.MODEL.TAN.FUSION_MODULE.TXT_INPUT_SIZE)
 
     @classmethod
     def build_dataset(cls, cfg, entry, is_train=False):
