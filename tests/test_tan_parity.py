@@ -10,10 +10,9 @@ import math
 import pytest
 import torch
 
-from mmn.modeling.tan import TAN
 from mmn.evaluation import recall_table
+from mmn.modeling.tan import TAN
 from mmn.modeling.tan.ranking import rank_candidates, top_moments
-from mmn.data.annotations import load_annotations
 
 from tan_fixture import DATA_DIR, TOL, build_model, entry, load_expected, official_to_cfg
 

@@ -9,15 +9,15 @@ import torch
 
 from mmn.config import load_config
 from mmn.config.loading import ConfigError
+from mmn.evaluation import recall_table
 from mmn.modeling.tan import TAN
 from mmn.modeling.tan.data import WordVectors, iou_map, load_word_vectors, official_tokens
 from mmn.modeling.tan.optim import build_tan_optimizer, step_plateau
 from mmn.modeling.tan.prop import SparsePropConv, SparsePropMaxPool, tan_moment_cells
-from mmn.evaluation import recall_table
 from mmn.modeling.tan.ranking import eval_time_grid, top_moments
 from mmn.utils.checkpoint import CheckpointError, load_model_weights
 
-from tan_fixture import CHECKPOINT, FIXTURE_DIR, GLOVE, load_expected, official_to_cfg
+from tan_fixture import CHECKPOINT, GLOVE, load_expected, official_to_cfg
 
 torch.set_num_threads(1)
 CONFIGS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")

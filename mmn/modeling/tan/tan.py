@@ -7,7 +7,6 @@ prediction conv, x map_mask. Parameter names are the official ones (``frame_laye
 ``map_layer.convs.*``, ``pred_layer.*``), so the official .pkl state dicts load strictly. TAN has no
 dropout or batch norm: the train and eval forwards are the same computation. See docs/TAN.md.
 """
-import os
 
 import torch
 from torch import nn
