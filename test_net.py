@@ -2,8 +2,12 @@
 
     python test_net.py --ckpt outputs/charades/best_charades.pth        # the config stored in the checkpoint
     python test_net.py --config-file configs/pool_charades_16x16_k5l8.yaml --ckpt best_charades.pth  # official ones
+
+A bad config, annotation, feature file or checkpoint is reported in one line (exit status 2);
+``--debug`` (or MMN_DEBUG=1) shows its traceback.
 """
 from mmn.engine.launch import argument_parser, parse_args, setup, test
+from mmn.utils.errors import run_cli
 
 
 def main(argv=None):
@@ -13,4 +17,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main, prog="test_net.py")

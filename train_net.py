@@ -2,8 +2,12 @@
 
     python train_net.py --config-file configs/pool_charades_16x16_k5l8.yaml [KEY VALUE ...] [--resume [PATH]]
     torchrun --nproc_per_node=N train_net.py --config-file ...   # DistributedDataParallel
+
+A bad config, annotation, feature file or checkpoint is reported in one line (exit status 2);
+``--debug`` (or MMN_DEBUG=1) shows its traceback.
 """
 from mmn.engine.launch import argument_parser, parse_args, setup, train
+from mmn.utils.errors import run_cli
 
 
 def main(argv=None):
@@ -13,4 +17,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main, prog="train_net.py")

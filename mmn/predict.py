@@ -20,10 +20,11 @@ from .data.catalog import get_entry
 from .data.features import FeatureError, HDF5FeatureReader
 from .modeling import build_model
 from .utils.checkpoint import atomic_write_text, load_model_weights
+from .utils.errors import MMNError, run_cli
 from .utils.speed import apply_speed_options, autocast
 
 
-class PredictionInputError(ValueError):
+class PredictionInputError(MMNError, ValueError):
     """Input the predictor cannot use (feature shape, duration, empty query, missing video)."""
 
 
@@ -80,7 +81,8 @@ class Predictor:
             return torch.from_numpy(np.load(path).astype(np.float32))
         if video_id is None:
             raise PredictionInputError(f"{path}: an HDF5 feature file needs --video-id")
-        reader = HDF5FeatureReader(path, key=self._feature_key(), feat_dim=self.feature_dim)
+        dim, dim_key = type(self.model).feature_dim(self.cfg)
+        reader = HDF5FeatureReader(path, key=self._feature_key(), feat_dim=dim, dim_key=dim_key)
         try:
             return reader.read(video_id)
         except FeatureError as err:
@@ -171,15 +173,15 @@ def predict_from_args(args):
 
 
 def main(argv=None):
-    """The mmn-predict console script: exit status 0 on success."""
-    parser = argument_parser()
-    args = parser.parse_intermixed_args(argv)
-    try:
-        predict_from_args(args)
-    except PredictionInputError as err:
-        parser.exit(2, f"mmn-predict: error: {err}\n")
+    """Parse ``argv`` and predict; returns 0. A bad input raises an ``MMNError`` (``cli`` reports it)."""
+    predict_from_args(argument_parser().parse_intermixed_args(argv))
     return 0
 
 
+def cli():
+    """The mmn-predict console script: the table on stdout and exit status 0, or one error line and 2."""
+    return run_cli(main, prog="mmn-predict")
+
+
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(cli())

@@ -40,10 +40,10 @@ def loaded():
 
 
 def plain_counts(path, fmt):
-    """Independent reference: (queries kept, dropped, clamped) by a plain loop over the raw JSON."""
+    """Independent reference: (queries kept, dropped, clamped, outside) by a plain loop over the raw JSON."""
     with open(path) as f:
         raw = json.load(f)
-    kept = dropped = clamped = 0
+    kept = dropped = outside = clamped = 0
     for entry in raw.values():
         if fmt == "tacos":
             duration = entry["num_frames"] / entry["fps"]
@@ -54,10 +54,13 @@ def plain_counts(path, fmt):
             if start >= end:
                 dropped += 1
                 continue
+            if max(start, 0) >= min(end, duration):  # no overlap with the video: empty once clamped
+                outside += 1
+                continue
             kept += 1
             if start < -1e-6 or end > duration + 1e-6:
                 clamped += 1
-    return kept, dropped, clamped
+    return kept, dropped, clamped, outside
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
@@ -70,7 +73,8 @@ def test_counts_match_the_spec(name, loaded):
     assert stats.dropped == dropped
     assert stats.clamped == clamped
     assert len(stats.dropped_items) == dropped
-    assert (stats.queries, stats.dropped, stats.clamped) == plain_counts(path_of(relative), fmt)
+    assert stats.outside == 0 and stats.outside_items == []  # no shipped pair lies wholly outside its video
+    assert (stats.queries, stats.dropped, stats.clamped, stats.outside) == plain_counts(path_of(relative), fmt)
 
 
 def test_tacos_clamped_in_total(loaded):
@@ -119,4 +123,4 @@ def test_counts_are_logged(caplog):
         load_annotations(path_of(relative), fmt)
     records = [r.getMessage() for r in caplog.records if r.name == "mmn.data.annotations"]
     assert any(relative in m and str(queries) in m and f"dropped {dropped} " in m and f"clamped {clamped} " in m
-               for m in records), records
+               and "and 0 outside [0, duration]" in m for m in records), records

@@ -230,14 +230,24 @@ def test_missing_feature_file(tmp_path, tokenizer):
     assert_names(err, feats)
 
 
-def test_feature_dimension_mismatch_at_first_read(tmp_path, tokenizer):
+def test_feature_dimension_mismatch_fails_at_build(tmp_path, tokenizer):
+    """Found from the HDF5 metadata when the dataset is built, not at the first read of the video."""
     ann = write_json(tmp_path / "ann.json", {"vidA": GOOD, "vidWide": GOOD})
     feats = write_features(tmp_path / "f.hdf5", {"vidA": features(), "vidWide": features(dim=FEAT_DIM + 1)})
-    dataset = MMNDataset(ann, feats, "charades", NUM_PRE_CLIPS, tokenizer, feat_dim=FEAT_DIM)
+    with pytest.raises(FeatureError) as err:
+        MMNDataset(ann, feats, "charades", NUM_PRE_CLIPS, tokenizer, feat_dim=FEAT_DIM)
+    assert_names(err, feats, "vidWide", (10, FEAT_DIM + 1), FEAT_DIM)
+    assert "'vidA'" not in str(err.value)
+
+
+def test_feature_dimension_mismatch_at_read_without_the_build_check(tmp_path, tokenizer):
+    ann = write_json(tmp_path / "ann.json", {"vidA": GOOD, "vidWide": GOOD})
+    feats = write_features(tmp_path / "f.hdf5", {"vidA": features(), "vidWide": features(dim=FEAT_DIM + 1)})
+    dataset = MMNDataset(ann, feats, "charades", NUM_PRE_CLIPS, tokenizer, feat_dim=FEAT_DIM, check_features=False)
     dataset[0]
     with pytest.raises(FeatureError) as err:
         dataset[1]
-    assert_names(err, feats, "vidWide", FEAT_DIM + 1, FEAT_DIM)
+    assert_names(err, feats, "vidWide", (10, FEAT_DIM + 1), FEAT_DIM)
 
 
 @pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
@@ -252,14 +262,18 @@ def test_non_finite_features(tmp_path, tokenizer, value):
     assert_names(err, feats, "vidNaN", "NaN or Inf")
 
 
-@pytest.mark.parametrize("shape", [(0, FEAT_DIM), (FEAT_DIM,)])
-def test_empty_or_flat_features(tmp_path, tokenizer, shape):
-    ann = write_json(tmp_path / "ann.json", {"vidBad": GOOD})
-    feats = write_features(tmp_path / "f.hdf5", {"vidBad": np.zeros(shape, np.float32)})
-    dataset = MMNDataset(ann, feats, "charades", NUM_PRE_CLIPS, tokenizer, feat_dim=FEAT_DIM)
+@pytest.mark.parametrize("shape", [(0, FEAT_DIM), (FEAT_DIM,), (2, 10, FEAT_DIM)])
+def test_empty_or_wrong_rank_features_fail_at_build(tmp_path, tokenizer, shape):
+    ann = write_json(tmp_path / "ann.json", {"vidA": GOOD, "vidBad": GOOD})
+    feats = write_features(tmp_path / "f.hdf5", {"vidA": features(), "vidBad": np.zeros(shape, np.float32)})
     with pytest.raises(FeatureError) as err:
-        dataset[0]
-    assert_names(err, feats, "vidBad", "shape")
+        MMNDataset(ann, feats, "charades", NUM_PRE_CLIPS, tokenizer, feat_dim=FEAT_DIM)
+    assert_names(err, feats, "vidBad", "shape", shape)
+    # the same check guards a read when the build-time check is off
+    dataset = MMNDataset(ann, feats, "charades", NUM_PRE_CLIPS, tokenizer, feat_dim=FEAT_DIM, check_features=False)
+    with pytest.raises(FeatureError) as err:
+        dataset[1]
+    assert_names(err, feats, "vidBad", "shape", shape)
 
 
 # --------------------------------------------------------------------------------------------- config

@@ -15,6 +15,9 @@ _C.MODEL.WEIGHT = ""
 _C.MODEL.AMP = False             # bf16 autocast for forward passes (losses stay fp32); meant for CUDA
 _C.MODEL.CHANNELS_LAST = False   # channels_last memory format for the 2D proposal convolutions
 _C.MODEL.COMPILE = False         # torch.compile the model in place (parameter names unchanged)
+# (mmn) BatchNorm statistics over the global batch of all processes (SyncBatchNorm semantics, also on CPU);
+# False: each shard's own, as the official code (plain BatchNorm2d per GPU)
+_C.MODEL.SYNC_BN = False
 
 _C.INPUT = CN()
 _C.INPUT.NUM_PRE_CLIPS = 256
@@ -78,6 +81,9 @@ _C.MODEL.MMN.LOSS.CONTRASTIVE_WEIGHT = 0.05
 _C.MODEL.MMN.LOSS.TAU_VIDEO = 0.2
 _C.MODEL.MMN.LOSS.TAU_SENT = 0.2
 _C.MODEL.MMN.LOSS.MARGIN = 0.2
+# (mmn) the losses over the whole global batch: the contrastive negatives come from every shard and process
+# (gathered with their gradients), the means are over all its sentences. False: each shard's own (official)
+_C.MODEL.MMN.LOSS.GLOBAL_NEGATIVES = False
 
 # (mmn) CNM (weakly supervised, Gaussian-mask proposals; docs/CNM.md): the release's Charades-STA values
 _C.MODEL.CNM = CN()
@@ -164,8 +170,13 @@ _C.SOLVER = CN()
 _C.SOLVER.MAX_EPOCH = 12
 _C.SOLVER.LR = 0.01
 _C.SOLVER.CHECKPOINT_PERIOD = 1
+_C.SOLVER.KEEP_LAST = 0  # (mmn) keep only the newest N model_{epoch}e.pth (0: keep all); never best_*
 _C.SOLVER.TEST_PERIOD = 1
 _C.SOLVER.BATCH_SIZE = 32  # global batch (videos), split across processes
+# (mmn) the global batch is split into this many shards whatever the number of processes (a multiple of it):
+# each shard's losses and BatchNorm statistics come from that shard alone and the gradient is the mean over
+# shards, exactly what DDP over NUM_SHARDS GPUs computes. 0: one shard per process (the official behaviour)
+_C.SOLVER.NUM_SHARDS = 0
 _C.SOLVER.MILESTONES = (8, 11)
 _C.SOLVER.RESUME = False
 _C.SOLVER.RESUME_EPOCH = 1

@@ -3,10 +3,11 @@ import os
 
 import torch
 
+from ..utils.errors import MMNError
 from .defaults import get_default_config
 
 
-class ConfigError(ValueError):
+class ConfigError(MMNError, ValueError):
     """A config file or override that cannot be applied."""
 
 
@@ -74,8 +75,28 @@ def _describe(err):
 
 
 def resolve_device(cfg_or_name):
-    """MODEL.DEVICE "auto" means CUDA when present, else CPU."""
+    """MODEL.DEVICE as a torch.device: "auto" means CUDA when present, else CPU.
+
+    A device this machine does not have (cuda without CUDA, cuda:N beyond the GPU count, mps without
+    MPS) or a string torch does not parse is a ConfigError naming MODEL.DEVICE, here rather than at the
+    first tensor moved there.
+    """
     name = cfg_or_name if isinstance(cfg_or_name, str) else cfg_or_name.MODEL.DEVICE
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
-    return torch.device(name)
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError, ValueError):
+        raise ConfigError(f"MODEL.DEVICE {name!r} is not a device (use cpu, cuda, cuda:N or auto)") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(f"MODEL.DEVICE {name!r}: CUDA is not available on this machine "
+                              "(set MODEL.DEVICE cpu, or auto to use CUDA only when present)")
+        count = torch.cuda.device_count()
+        if device.index is not None and device.index >= count:
+            raise ConfigError(f"MODEL.DEVICE {name!r}: this machine has {count} CUDA device(s) "
+                              f"(cuda:0 to cuda:{count - 1}); or set MODEL.DEVICE auto or cpu")
+    elif device.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"MODEL.DEVICE {name!r}: MPS is not available on this machine "
+                          "(set MODEL.DEVICE cpu, or auto)")
+    return device

@@ -1,14 +1,17 @@
 """Annotation adapters: the only place where the three datasets differ.
 
 Each adapter turns one JSON entry into (duration_s, [(start_s, end_s), ...], [sentence, ...]).
-``load_annotations`` then applies the official clean-up (drop start >= end, clamp to [0, duration])
-and validates everything it can before any feature is read.
+``load_annotations`` then applies the official clean-up (drop start >= end, clamp to [0, duration]),
+drops the pairs that clamping leaves empty or inverted (wholly outside the video), and validates
+everything it can before any feature is read.
 """
 import json
 import logging
 import math
 from dataclasses import dataclass, field
 from typing import List
+
+from ..utils.errors import MMNError
 
 logger = logging.getLogger(__name__)
 
@@ -18,7 +21,7 @@ logger = logging.getLogger(__name__)
 CLAMP_TOLERANCE = 1e-6
 
 
-class AnnotationError(ValueError):
+class AnnotationError(MMNError, ValueError):
     """An annotation file that cannot be used, with the file and the video named."""
 
 
@@ -61,8 +64,10 @@ class AnnotationStats:
     videos: int = 0
     queries: int = 0
     dropped: int = 0  # start >= end
-    clamped: int = 0  # start < 0 or end > duration, beyond CLAMP_TOLERANCE
-    dropped_items: list = field(default_factory=list)
+    clamped: int = 0  # start < 0 or end > duration, beyond CLAMP_TOLERANCE (kept pairs only)
+    dropped_items: list = field(default_factory=list)  # (vid, index) of the start >= end pairs
+    outside: int = 0  # start < end but no overlap with [0, duration]: empty or inverted once clamped
+    outside_items: list = field(default_factory=list)  # (vid, index) of those
 
 
 def _number(path, vid, entry, key):
@@ -131,17 +136,25 @@ def load_annotations(path, fmt):
                 stats.dropped += 1
                 stats.dropped_items.append((vid, k))
                 continue
+            moment = [max(start, 0), min(end, duration)]
+            if moment[0] >= moment[1]:
+                # e.g. [-5, -1] or [d + 5, d + 10]: clamping would make the target [0, -1] or [d + 5, d]
+                stats.outside += 1
+                stats.outside_items.append((vid, k))
+                continue
             if start < -CLAMP_TOLERANCE or end > duration + CLAMP_TOLERANCE:
                 stats.clamped += 1
-            moments.append([max(start, 0), min(end, duration)])
+            moments.append(moment)
             kept.append(sentence)
         if not kept:
-            raise AnnotationError(f"{path}: video {vid!r}: no valid sentence left (every timestamp has start >= end)")
+            raise AnnotationError(f"{path}: video {vid!r}: no valid sentence left (every timestamp has start >= end "
+                                  f"or lies outside [0, duration {duration:g}])")
         videos.append(VideoAnnotation(vid=vid, duration=duration, moments=moments, sentences=kept))
         stats.queries += len(kept)
     stats.videos = len(videos)
     if not videos:
         raise AnnotationError(f"{path}: no video in the file")
-    logger.info("%s: %d videos, %d queries; dropped %d pairs with start >= end, clamped %d to [0, duration]",
-                path, stats.videos, stats.queries, stats.dropped, stats.clamped)
+    logger.info("%s: %d videos, %d queries; dropped %d pairs with start >= end and %d outside [0, duration], "
+                "clamped %d to [0, duration]",
+                path, stats.videos, stats.queries, stats.dropped, stats.outside, stats.clamped)
     return videos, stats

@@ -7,8 +7,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..utils.errors import MMNError
 
-class FeatureError(ValueError):
+
+class FeatureError(MMNError, ValueError):
     """A feature file or entry that cannot be used, with the file and the video named."""
 
 
@@ -48,13 +50,15 @@ class HDF5FeatureReader:
     """Reads one video's raw clip features from an HDF5 file.
 
     The file is opened lazily, once per process (a DataLoader worker re-opens it after fork), and
-    kept open: the official code re-opened it for every item.
+    kept open: the official code re-opened it for every item. ``feat_dim``: the expected feature
+    dimension (None: any); ``dim_key``: the config key it comes from, named in the errors.
     """
 
-    def __init__(self, path, key=None, feat_dim=None):
+    def __init__(self, path, key=None, feat_dim=None, dim_key=None):
         self.path = path
         self.key = key
         self.feat_dim = feat_dim
+        self.dim_key = dim_key
         self._file = None
         self._pid = None
 
@@ -68,18 +72,32 @@ class HDF5FeatureReader:
         return self._file
 
     def check_videos(self, vids):
-        """Fail early, naming the file and the first offending ids, if any video has no features
-        (or a group where the clip-feature array should be: a feature file of another layout)."""
+        """Fail early, naming the file and the first offending ids, if any video has no features, a group
+        where the clip-feature array should be (a feature file of another layout), or an array that is
+        not (num_clips >= 1, feat_dim) numbers.
+
+        Reads the HDF5 metadata only (shape and dtype), never the data: NaN and Inf are found when a
+        video is read.
+        """
         handle = self._handle()
-        problems = {"missing": [], "group": []}
+        problems = {"missing": [], "group": [], "shape": [], "dim": []}
         for v in vids:
-            problem = self._lookup(handle, v)[1]
+            node, problem = self._lookup(handle, v)
+            if problem is None:
+                problem = self._shape_problem(node.shape, node.dtype)
             if problem:
-                problems[problem].append(v)
-        if problems["missing"]:
-            raise FeatureError(self._message(problems["missing"][:5], "missing", len(problems["missing"])))
-        if problems["group"]:
-            raise FeatureError(self._message(problems["group"][:5], "group"))
+                problems[problem].append((v, node))
+        for problem, found in problems.items():
+            if found:
+                raise FeatureError(self._message(found[:5], problem, len(found)))
+
+    def _shape_problem(self, shape, dtype=None):
+        """None for a usable (num_clips, D) array, else "shape" or "dim"."""
+        if len(shape) != 2 or shape[0] == 0 or (dtype is not None and dtype.kind not in "fiu"):
+            return "shape"
+        if self.feat_dim is not None and shape[1] != self.feat_dim:
+            return "dim"
+        return None
 
     def _lookup(self, handle, vid):
         """(the clip-feature dataset of ``vid``, None), or (None, "missing" | "group")."""
@@ -90,25 +108,33 @@ class HDF5FeatureReader:
             return None, "missing"
         return (node, None) if isinstance(node, h5py.Dataset) else (None, "group")
 
-    def _message(self, vids, problem, total=None):
+    def _expected_dim(self):
+        return f"{self.dim_key} {self.feat_dim}" if self.dim_key else f"the expected {self.feat_dim}"
+
+    def _message(self, found, problem, total):
+        """The error of ``problem`` for ``found`` [(vid, dataset or None), ...], the first of ``total``."""
         where = f"[{self.key!r}]" if self.key else ""
+        vids = [vid for vid, _ in found]
         if problem == "missing":
-            return f"{self.path}: {total or len(vids)} video(s) have no features{where}, e.g. {vids}"
-        return (f"{self.path}: video(s) {vids}: expected an HDF5 dataset of clip features{where}, found a group "
-                f"(wrong feature file for this annotation format?)")
+            return f"{self.path}: {total} video(s) have no features{where}, e.g. {vids}"
+        if problem == "group":
+            return (f"{self.path}: video(s) {vids}: expected an HDF5 dataset of clip features{where}, found a "
+                    f"group (wrong feature file for this annotation format?)")
+        got = ", ".join(f"{vid!r}{where} shape {tuple(node.shape)} dtype {node.dtype}" for vid, node in found)
+        if problem == "shape":
+            return f"{self.path}: {total} video(s) are not a (num_clips >= 1, D) array of numbers, e.g. {got}"
+        return (f"{self.path}: {total} video(s) have a feature dimension that does not match "
+                f"{self._expected_dim()}, e.g. {got}")
 
     def read(self, vid):
         """Raw (num_clips, D) float32 tensor of ``vid``, validated."""
         node, problem = self._lookup(self._handle(), vid)
         if problem:
-            raise FeatureError(self._message([vid], problem))
+            raise FeatureError(self._message([(vid, None)], problem, 1))
+        problem = self._shape_problem(node.shape, node.dtype)
+        if problem:  # a video check_videos did not see (check_features=False, the predictor)
+            raise FeatureError(self._message([(vid, node)], problem, 1))
         array = np.asarray(node[()], dtype=np.float32)
-        if array.ndim != 2 or array.shape[0] == 0:
-            raise FeatureError(f"{self.path}: video {vid!r}: expected a (num_clips, D) array, got shape {array.shape}")
-        if self.feat_dim is not None and array.shape[1] != self.feat_dim:
-            raise FeatureError(
-                f"{self.path}: video {vid!r}: feature dimension {array.shape[1]} does not match "
-                f"MODEL.MMN.FEATPOOL.INPUT_SIZE {self.feat_dim}")
         if not np.isfinite(array).all():
             raise FeatureError(f"{self.path}: video {vid!r}: features contain NaN or Inf")
         return torch.from_numpy(array)

@@ -8,14 +8,17 @@ class EpochShuffleSampler(Sampler):
 
     With world_size 1 it is a plain (seeded) random or sequential sampler that also has
     ``set_epoch``, which the official single-process path lacked. Padded by repetition so
-    that every rank sees the same number of items, as DistributedSampler.
+    that every rank sees the same number of items, as DistributedSampler; ``pad_to`` (a multiple of
+    world_size, default world_size) pads to a multiple of that many instead, as a DistributedSampler over
+    ``pad_to`` processes (the shards of SOLVER.NUM_SHARDS).
     """
 
-    def __init__(self, size, shuffle, seed=0, rank=0, world_size=1):
+    def __init__(self, size, shuffle, seed=0, rank=0, world_size=1, pad_to=None):
         self.size, self.shuffle, self.seed = size, shuffle, seed
         self.rank, self.world_size = rank, world_size
         self.epoch = 0
-        self.num_samples = -(-size // world_size)
+        pad_to = pad_to or world_size
+        self.num_samples = -(-size // pad_to) * pad_to // world_size
 
     def set_epoch(self, epoch):
         self.epoch = epoch

@@ -3,8 +3,10 @@ import functools
 
 import numpy as np
 
+from ..utils.errors import MMNError
 
-class TextEncoderLoadError(RuntimeError):
+
+class TextEncoderLoadError(MMNError, RuntimeError):
     """The tokenizer or text encoder could not be loaded from the given name or path."""
 
 

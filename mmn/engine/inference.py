@@ -23,6 +23,8 @@ def run_inference(model, loader, device, topk=5, amp=False, keep_maps=0):
     """
     model.eval()
     module = getattr(model, "module", model)
+    # under DDP each rank has its own BatchNorm statistics: evaluate with rank 0's, the ones it saves
+    comm.broadcast_module(module, buffers_only=True)
     dataset = loader.dataset
     results, maps = {}, {}
     for batch in tqdm(loader, desc="eval", disable=not comm.is_main_process(), leave=False):

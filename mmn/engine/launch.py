@@ -12,7 +12,9 @@ import torch
 from ..config import load_config, resolve_device
 from ..config.loading import ConfigError
 from ..data import build_dataset, make_data_loader
+from ..data.build import num_shards
 from ..modeling import build_model
+from ..modeling.global_batch_norm import convert_to_global_batch_norm
 from ..utils import comm
 from ..utils.checkpoint import Checkpointer, atomic_write_text, load_model_weights
 from ..utils.logger import setup_logger
@@ -114,12 +116,8 @@ def check_output_dir(output_dir, resume=None, overwrite=False):
 
 
 def _wrap_ddp(model, device):
-    if comm.get_world_size() == 1:
-        return model
-    # parameters frozen for some epochs (MMN's BERT) get no gradient then
-    return torch.nn.parallel.DistributedDataParallel(
-        model, device_ids=[device.index] if device.type == "cuda" else None,
-        broadcast_buffers=False, find_unused_parameters=True)
+    """The model's distributed wrapper under torchrun (the contract's ``wrap_distributed``), else the model."""
+    return model.wrap_distributed(device) if comm.get_world_size() > 1 else model
 
 
 def _eval_loader(cfg, splits):
@@ -136,10 +134,18 @@ def train(cfg, device, resume=None, overwrite=False):
     if resume is None and cfg.SOLVER.RESUME:
         resume = "last"
     check_output_dir(cfg.OUTPUT_DIR, resume, overwrite)
+    seed_everything(cfg.SEED + comm.get_rank())  # the initial weights depend on SEED alone (a resume restores the RNG)
     model = build_model(cfg)
-    if comm.get_world_size() > 1 and not model.supports_distributed:
+    world = comm.get_world_size()
+    if world > 1 and not model.supports_distributed:
         raise ConfigError(f"MODEL.ARCHITECTURE {cfg.MODEL.ARCHITECTURE!r} trains in one process only: "
                           "run train_net.py without torchrun")
+    if num_shards(cfg) > world and cfg.MODEL.SYNC_BN:
+        raise ConfigError(f"MODEL.SYNC_BN normalises over the whole batch, which SOLVER.NUM_SHARDS "
+                          f"{cfg.SOLVER.NUM_SHARDS} would split in each of the {world} processes: set "
+                          f"SOLVER.NUM_SHARDS 0 (one shard per process)")
+    if cfg.MODEL.SYNC_BN:
+        convert_to_global_batch_norm(model)
     if cfg.MODEL.WEIGHT:
         load_model_weights(model, cfg.MODEL.WEIGHT)
     model = apply_speed_options(model, cfg, device)

@@ -10,6 +10,7 @@ from tqdm import tqdm
 
 from ..utils import comm
 from ..utils.checkpoint import Checkpointer, atomic_write_text
+from ..utils.seed import get_rng_state
 from .inference import evaluate, recall_sum
 
 logger = logging.getLogger("mmn.trainer")
@@ -113,9 +114,14 @@ def do_train(cfg, model, train_loader, test_loader, optimizer, scheduler, device
         module.end_epoch(scheduler, record)
         logger.info("epoch %d/%d: %s (%.1f s)", epoch, max_epoch,
                     ", ".join(f"{k} {v:.4f}" for k, v in losses.items()), record["time_s"])
-        if comm.is_main_process() and (epoch % cfg.SOLVER.CHECKPOINT_PERIOD == 0 or epoch == max_epoch):
-            checkpointer.save(f"model_{epoch}e.pth", model=model, optimizer=optimizer, scheduler=scheduler,
-                              epoch=epoch, best=best, last=True, record=record)
+        if epoch % cfg.SOLVER.CHECKPOINT_PERIOD == 0 or epoch == max_epoch:
+            # every rank goes on with the buffers (BatchNorm statistics) rank 0 saves, as a resumed run does
+            comm.broadcast_module(module, buffers_only=True)
+            rng = comm.all_gather_objects(get_rng_state())  # every rank's, so that each resumes its own stream
+            if comm.is_main_process():
+                checkpointer.save(f"model_{epoch}e.pth", model=model, optimizer=optimizer, scheduler=scheduler,
+                                  epoch=epoch, best=best, last=True, record=record,
+                                  rng=rng if len(rng) > 1 else rng[0])
         comm.synchronize()
         best = _finish_epoch(cfg, model, checkpointer, record, best, test_loader, val_loader, device,
                              optimizer, scheduler)

@@ -10,7 +10,8 @@ class level (no weights needed; the datasets and the config checks use them)
                                      -> the batch the model reads (prediction)
     ``feature_dim(cfg)``             (size of a raw clip feature, the config key that sets it)
 instance level
-    ``supports_distributed``         whether DistributedDataParallel training is supported
+    ``supports_distributed``         whether training under torchrun is supported
+    ``wrap_distributed(device)``     the module the trainer calls under torchrun (default: DDP)
     ``build_optimizer(cfg)``         (optimizer, scheduler); default: the official MMN AdamW + MultiStepLR
     ``set_epoch(epoch)``             epoch-dependent state (MMN freezes BERT), before each training epoch
     ``train_step(batch, optimizer, epoch, forward)``  one update; returns {"loss": float, ...}
@@ -22,11 +23,13 @@ query in dataset order, ``query_moments()`` (Q x 2 seconds), ``query_durations()
 ``query_video_ids()`` and ``query_sentences()``. Their batches provide ``to(device, non_blocking)``
 and ``query_indices`` (the dataset's query index of each output row).
 """
+import contextlib
 from dataclasses import dataclass
 from typing import Optional
 
 import torch
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel as DDP
 
 
 @dataclass
@@ -80,27 +83,49 @@ class GroundingModel(nn.Module):
         optimizer = make_optimizer(cfg, self)
         return optimizer, make_lr_scheduler(cfg, optimizer)
 
+    def wrap_distributed(self, device):
+        """The module the trainer calls under torchrun: DistributedDataParallel by default (rank 0's
+        weights broadcast, gradients averaged). A model that updates otherwise returns itself and keeps
+        its ranks in sync in its ``train_step``."""
+        # parameters frozen for some epochs (MMN's BERT) get no gradient then
+        return DDP(self, device_ids=[device.index] if device.type == "cuda" else None, broadcast_buffers=False,
+                   find_unused_parameters=True)
+
     def set_epoch(self, epoch):
         """Epoch-dependent state, called before each training epoch (1-based)."""
 
     def train_step(self, batch, optimizer, epoch, forward=None):
         """One update: forward -> loss -> backward -> clip (SOLVER.MAX_GRAD_NORM) -> step.
 
-        ``forward`` is the module to call for the forward pass (the DistributedDataParallel wrapper
-        under torchrun, so that gradients are averaged); defaults to the model itself. Returns the
-        losses as floats; ``"loss"`` is the total.
+        ``batch`` is a batch of the model's dataset or a list of such shards (SOLVER.NUM_SHARDS): then
+        each shard's losses (and BatchNorm statistics) come from that shard alone and the gradient is
+        the mean over shards, as DistributedDataParallel over that many processes computes it; the
+        BatchNorm running statistics kept are the first shard's (those rank 0 saves under DDP).
+        ``forward`` is the module to call for the forward pass (the DistributedDataParallel wrapper under
+        torchrun, so that gradients are averaged); defaults to the model itself. Returns the losses as
+        floats (means over shards); ``"loss"`` is the total.
         """
         from ..utils.speed import autocast
 
         forward = forward or self
-        with autocast(self.amp, model_device(self)):
-            losses = forward(batch, epoch=epoch)
+        shards = batch if isinstance(batch, list) else [batch]
         optimizer.zero_grad(set_to_none=True)
-        losses["loss"].backward()
+        totals, first_shard_stats = {}, None
+        for k, shard in enumerate(shards):
+            # gradients are all-reduced once, with the last shard's backward
+            last = k == len(shards) - 1
+            with contextlib.nullcontext() if last or not isinstance(forward, DDP) else forward.no_sync():
+                with autocast(self.amp, model_device(self)):
+                    losses = forward(shard, epoch=epoch)
+                (losses["loss"] / len(shards)).backward()
+            if len(shards) > 1:
+                first_shard_stats = _keep_first_shard_stats(self, first_shard_stats)
+            for key, value in losses.items():
+                totals[key] = totals.get(key, 0.0) + float(value.detach()) / len(shards)
         if self.max_grad_norm > 0:
             torch.nn.utils.clip_grad_norm_(self.parameters(), self.max_grad_norm)
         optimizer.step()
-        return {k: float(v) for k, v in losses.items()}
+        return totals
 
     def end_epoch(self, scheduler, record):
         """After each training epoch (``record``: the epoch's losses); default: step the schedule."""
@@ -111,6 +136,19 @@ class GroundingModel(nn.Module):
     def rank_moments(self, outputs, batch, topk):
         """The eval-mode ``outputs`` of ``batch`` as ``RankedMoments`` with up to ``topk`` moments."""
         raise NotImplementedError(f"{type(self).__name__} must implement rank_moments")
+
+
+def _keep_first_shard_stats(model, saved):
+    """After the first shard, remember the BatchNorm running statistics; after later ones, put them back."""
+    layers = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+    if saved is None:
+        return [[b.detach().clone() for b in (m.running_mean, m.running_var, m.num_batches_tracked)] for m in layers]
+    with torch.no_grad():
+        for m, (mean, var, count) in zip(layers, saved):
+            m.running_mean.copy_(mean)
+            m.running_var.copy_(var)
+            m.num_batches_tracked.copy_(count)
+    return saved
 
 
 def model_device(model):

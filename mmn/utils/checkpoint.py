@@ -2,14 +2,18 @@
 atomic saving of full training state."""
 import logging
 import os
+import re
 import tempfile
+import time
 
 import torch
+
+from .errors import MMNError
 
 logger = logging.getLogger(__name__)
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(MMNError, RuntimeError):
     """A checkpoint that cannot be read or does not fit the model; names the file and the keys."""
 
 
@@ -69,6 +73,15 @@ def _few(keys, limit=10):
     return ", ".join(keys[:limit]) + more
 
 
+TEMPORARY_PREFIX = ".tmp-"
+EPOCH_CHECKPOINT = re.compile(r"model_(\d+)e\.pth")
+
+
+def temporary_prefix(path):
+    """Name prefix of ``atomic_write``'s temporary files for ``path``: ``.tmp-<name>-`` (+ a random suffix)."""
+    return TEMPORARY_PREFIX + os.path.basename(path) + "-"
+
+
 def atomic_write(path, mode, write):
     """Call ``write(file)`` on a temporary file in the same folder, fsync, then rename over ``path``.
 
@@ -76,7 +89,7 @@ def atomic_write(path, mode, write):
     """
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-" + os.path.basename(path) + "-", dir=folder)
+    fd, tmp = tempfile.mkstemp(prefix=temporary_prefix(path), dir=folder)
     try:
         with os.fdopen(fd, mode) as f:
             write(f)
@@ -99,19 +112,47 @@ def atomic_write_text(text, path):
     atomic_write(path, "w", lambda f: f.write(text))
 
 
+def _own_rng_state(saved, path):
+    """This rank's RNG state from a checkpoint: one state (single process) or a list of every rank's."""
+    from . import comm
+
+    if isinstance(saved, dict):
+        states = [saved]
+    else:
+        states = list(saved)
+    world, rank = comm.get_world_size(), comm.get_rank()
+    if len(states) != world:
+        logger.warning("%s holds the RNG states of %d process(es), this run has %d: the resumed run will not "
+                       "repeat the straight one exactly", path, len(states), world)
+    return states[rank % len(states)]
+
+
 class Checkpointer:
     """Saves and restores the full training state in OUTPUT_DIR.
 
     Files: ``model_{epoch}e.pth`` / ``best_<dataset>.pth`` holding model (official keys, no
     ``module.``), optimizer, scheduler, epoch, best, RNG states and the config; ``last_checkpoint``
-    names the newest epoch file. Every write is atomic (temporary file + rename).
+    names the newest epoch file. Every write is atomic (temporary file + rename); each save also
+    removes the temporary files that hard-killed writes left (``_remove_stale_temporaries``) and, with
+    ``keep_last`` (SOLVER.KEEP_LAST) > 0, the epoch checkpoints beyond the newest ``keep_last``.
     """
 
-    def __init__(self, output_dir, cfg=None):
+    def __init__(self, output_dir, cfg=None, keep_last=None):
         self.output_dir = output_dir
         self.cfg = cfg
+        if keep_last is None:
+            keep_last = cfg.SOLVER.get("KEEP_LAST", 0) if cfg is not None else 0
+        if isinstance(keep_last, bool) or not isinstance(keep_last, int) or keep_last < 0:
+            from ..config.loading import ConfigError
 
-    def save(self, name, model, optimizer=None, scheduler=None, epoch=None, best=None, last=False, record=None):
+            raise ConfigError(f"SOLVER.KEEP_LAST must be an integer >= 0 (0 keeps every epoch checkpoint), "
+                              f"got {keep_last!r}")
+        self.keep_last = keep_last
+        # temporary files not modified since this moment belong to writers of an earlier run
+        self.created = time.time()
+
+    def save(self, name, model, optimizer=None, scheduler=None, epoch=None, best=None, last=False, record=None,
+             rng=None):
         from .seed import get_rng_state
 
         module = getattr(model, "module", model)
@@ -121,16 +162,90 @@ class Checkpointer:
             "scheduler": scheduler.state_dict() if scheduler is not None else None,
             "epoch": epoch,
             "best": best,
-            "rng": get_rng_state(),
+            "rng": rng if rng is not None else get_rng_state(),  # under torchrun: every rank's, in rank order
             "config": self.cfg.dump() if self.cfg is not None else None,
             "record": record,  # the epoch's training record, to finish its metrics line after a resume
         }
         path = os.path.join(self.output_dir, name)
+        self._remove_stale_temporaries([name] + (["last_checkpoint"] if last else []))
         atomic_save(data, path)
         if last:
             atomic_write_text(name + "\n", os.path.join(self.output_dir, "last_checkpoint"))
         logger.info("saved %s", path)
+        if last:
+            self._prune_epoch_checkpoints(name)
         return path
+
+    def _remove_stale_temporaries(self, names):
+        """Remove the ``.tmp-*`` files of ``atomic_write`` in OUTPUT_DIR whose writer is surely dead.
+
+        A hard kill (SIGKILL, power loss) in the middle of a write leaves its temporary file, up to a
+        checkpoint in size. Two rules, each safe for a live writer:
+
+        * ``.tmp-<name>-*`` of a name about to be written here: OUTPUT_DIR's checkpoints are written by
+          this Checkpointer only (rank 0 of the run that owns the folder), one save at a time, so
+          another temporary of the same name cannot belong to a write in progress;
+        * any other ``.tmp-*`` not modified since this Checkpointer was created (the run's start): a
+          write fills its file from creation to rename in seconds, so a temporary that has not changed
+          since before this run began is a leftover of a killed earlier run (e.g. of a
+          ``best_<dataset>.pth`` this run may never save again). A live writer, such as a test_net.py
+          writing its results JSON into the folder now, has a file modified after that moment.
+        """
+        own = tuple(temporary_prefix(name) for name in names)
+        try:
+            entries = list(os.scandir(self.output_dir))
+        except FileNotFoundError:
+            return
+        for entry in entries:
+            if not entry.name.startswith(TEMPORARY_PREFIX) or not entry.is_file(follow_symlinks=False):
+                continue
+            try:
+                stale = entry.name.startswith(own) or entry.stat(follow_symlinks=False).st_mtime < self.created
+                if stale:
+                    os.remove(entry.path)
+                    logger.info("removed %s, the temporary file of an interrupted write", entry.path)
+            except FileNotFoundError:
+                pass  # its writer finished (renamed it) or another cleanup removed it meanwhile
+            except OSError as err:
+                logger.warning("could not remove the stale temporary file %s: %s", entry.path, err)
+
+    def _prune_epoch_checkpoints(self, saved_name):
+        """With keep_last > 0, after ``saved_name`` (model_{epoch}e.pth) became last_checkpoint, remove
+        the older epoch checkpoints beyond the newest keep_last (the saved one included).
+
+        Never removes ``best_*`` (another name), the file ``last_checkpoint`` names, nor epoch files
+        numbered above the saved one (left by an earlier, longer run in this folder: they are
+        overwritten, then pruned, as training reaches them).
+        """
+        match = EPOCH_CHECKPOINT.fullmatch(saved_name)
+        if not self.keep_last or match is None:
+            return
+        saved_epoch = int(match.group(1))
+        older = []
+        for entry in os.listdir(self.output_dir):
+            found = EPOCH_CHECKPOINT.fullmatch(entry)
+            if found and int(found.group(1)) < saved_epoch:
+                older.append((int(found.group(1)), entry))
+        older.sort()
+        protected = self._named_by_last_checkpoint()
+        for _, entry in older[:max(0, len(older) - (self.keep_last - 1))]:
+            path = os.path.join(self.output_dir, entry)
+            if os.path.abspath(path) == protected:
+                continue
+            try:
+                os.remove(path)
+                logger.info("removed %s (SOLVER.KEEP_LAST %d)", path, self.keep_last)
+            except OSError as err:  # a checkpoint that cannot be removed must not stop the training
+                logger.warning("could not remove %s (SOLVER.KEEP_LAST): %s", path, err)
+
+    def _named_by_last_checkpoint(self):
+        marker = os.path.join(self.output_dir, "last_checkpoint")
+        try:
+            with open(marker) as f:
+                name = f.read().strip()
+        except OSError:
+            return None
+        return os.path.abspath(name if os.path.isabs(name) else os.path.join(self.output_dir, name))
 
     def last_checkpoint(self):
         """Path named by ``last_checkpoint``, or None when there is none."""
@@ -157,6 +272,6 @@ class Checkpointer:
         optimizer.load_state_dict(data["optimizer"])
         if scheduler is not None:
             scheduler.load_state_dict(data["scheduler"])
-        set_rng_state(data["rng"])
+        set_rng_state(_own_rng_state(data["rng"], path))
         logger.info("resumed from %s (epoch %d)", path, data["epoch"])
         return data["epoch"] + 1, data.get("best"), data.get("record")

@@ -22,6 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ...config.loading import ConfigError
+from ...utils import comm
 from ..base import GroundingModel, RankedMoments
 from ..registry import register_model
 from .data import build_cnm_dataset, build_query_batch, cached_cnm_vocabulary
@@ -67,7 +69,6 @@ def sample_masked_words(words_len, weights, size, num_masked_divisor=3, generato
 
 @register_model("CNM")
 class CNM(GroundingModel):
-    supports_distributed = False  # its alternating update owns two optimisers: no DDP wrapper yet
 
     def __init__(self, cfg):
         super().__init__(cfg)
@@ -85,7 +86,7 @@ class CNM(GroundingModel):
         self.vocab_size = c.VOCAB_SIZE + 1  # kept words + id 0 (padding, predicted after the last word)
         self.hidden_size = hidden
         if c.GENERATOR_HEAD not in ("last", "pooled"):
-            raise ValueError(f"MODEL.CNM.GENERATOR_HEAD must be 'last' or 'pooled', got {c.GENERATOR_HEAD!r}")
+            raise ConfigError(f"MODEL.CNM.GENERATOR_HEAD must be 'last' or 'pooled', got {c.GENERATOR_HEAD!r}")
         self.generator_head = c.GENERATOR_HEAD
         # creation order = the release's, so that the same seed gives the same initial weights
         self.frame_fc = nn.Linear(c.FRAME_DIM, hidden)
@@ -127,6 +128,12 @@ class CNM(GroundingModel):
     @classmethod
     def build_query_batch(cls, cfg, features, duration, sentences):
         return build_query_batch(cfg, features, duration, sentences)
+
+    def wrap_distributed(self, device):
+        """No DDP wrapper: the alternating update averages each phase's gradients itself (``train_step``);
+        every rank starts from rank 0's weights."""
+        comm.broadcast_module(self)
+        return self
 
     def build_optimizer(self, cfg):
         """The release's two Adam optimisers with their per-update schedules; no epoch scheduler."""
@@ -245,11 +252,16 @@ class CNM(GroundingModel):
            clip; step the generator's Adam;
         3. step both learning-rate schedules.
         ``masked_words``: optional pair of B x (L+1) bool masks for the two forwards (tests). ``epoch`` and
-        ``forward`` (the contract's) are unused: nothing depends on the epoch, and no DDP wrapper exists.
+        ``forward`` (the contract's) are unused: nothing depends on the epoch, and there is no DDP wrapper
+        (``wrap_distributed``): under torchrun each phase's gradients are averaged over ranks here, so
+        both parameter groups stay identical on every rank.
         Returns floats: loss (L_rec + L_IVC), loss_rec, loss_ivc, loss_ivc_hard, loss_ivc_easy, lr.
         """
         if not self.use_negative:
             raise RuntimeError("train_step needs MODEL.CNM.USE_NEGATIVE (L_IVC trains the generator)")
+        if isinstance(batch, list):
+            raise ConfigError("CNM's loss is per query: SOLVER.NUM_SHARDS would change nothing but the batch; "
+                              "set SOLVER.NUM_SHARDS 0")
         self.train()
         params = list(self.parameters())
         try:
@@ -258,6 +270,7 @@ class CNM(GroundingModel):
             out = self.forward_outputs(batch, masked_words=masked_words[0], easy_negative=False)
             loss_rec = self.reconstruction_loss(out)
             loss_rec.backward()
+            comm.average_gradients(params)  # under torchrun: every rank takes the same step
             torch.nn.utils.clip_grad_norm_(params, optimizers.max_grad_norm)
             optimizers.rec.step()
 
@@ -266,6 +279,7 @@ class CNM(GroundingModel):
             out = self.forward_outputs(batch, masked_words=masked_words[1])
             loss_ivc, hard, easy = self.contrastive_loss(out)
             loss_ivc.backward()
+            comm.average_gradients(params)
             torch.nn.utils.clip_grad_norm_(params, optimizers.max_grad_norm)
             optimizers.gen.step()
         finally:

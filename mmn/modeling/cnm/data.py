@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from ...config.loading import ConfigError
-from ...data.annotations import load_annotations
+from ...data.annotations import AnnotationError, load_annotations
 from ...data.catalog import get_entry
 from ...data.features import HDF5FeatureReader, resample_clips
 from ...data.glove import load_glove_text
@@ -79,13 +79,12 @@ class CNMDataset(torch.utils.data.Dataset):
             logger.warning("%s: %d queries have no word of the vocabulary%s", ann_file, self.num_without_words,
                            " (left out of training)" if is_training else "")
         if not vids:
-            raise ValueError(f"{ann_file}: no query left")
+            raise AnnotationError(f"{ann_file}: no query left (none has a word of the vocabulary)")
         self.vids, self.sentences = vids, sentences
         self.durations = np.asarray(durations, dtype=np.float64)
         self.moments = torch.tensor(moments, dtype=torch.float32)
         self.word_ids, self.word_weights = word_ids, word_weights
-        self.features = HDF5FeatureReader(feat_file, key=feat_key or None, feat_dim=feat_dim)
-        self.feat_dim_key = feat_dim_key
+        self.features = HDF5FeatureReader(feat_file, key=feat_key or None, feat_dim=feat_dim, dim_key=feat_dim_key)
         if check_features:
             self.features.check_videos(sorted(set(vids)))
             self.features.close()
@@ -185,6 +184,8 @@ def build_cnm_vocabulary(cfg):
     if not c.GLOVE:
         raise ConfigError("MODEL.CNM.GLOVE is empty: give the .npz vocabulary or a GloVe text file")
     path = os.path.join(cfg.DATASETS.ROOT, c.GLOVE)  # an absolute GLOVE stays as it is
+    if not os.path.isfile(path):
+        raise ConfigError(f"{path}: MODEL.CNM.GLOVE not found (relative paths are under DATASETS.ROOT)")
     if path.endswith(".npz"):
         vocab = CNMVocabulary.from_npz(path, c.VOCAB_SIZE)
     else:
@@ -196,7 +197,7 @@ def build_cnm_vocabulary(cfg):
         wanted = {t for s in sentences for t in tokenize(s)}
         vocab = CNMVocabulary.from_sentences(sentences, load_glove_text(path, wanted, c.WORD_DIM), c.VOCAB_SIZE)
     if vocab.dim != c.WORD_DIM:
-        raise ValueError(f"{path}: vectors of size {vocab.dim}, MODEL.CNM.WORD_DIM is {c.WORD_DIM}")
+        raise ConfigError(f"{path}: vectors of size {vocab.dim}, MODEL.CNM.WORD_DIM is {c.WORD_DIM}")
     return vocab
 
 

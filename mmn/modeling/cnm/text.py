@@ -18,6 +18,7 @@ import re
 
 import numpy as np
 
+from ...config.loading import ConfigError
 from ...data.glove import load_glove_npz
 
 # ---------------------------------------------------------------------------- tokenisation
@@ -140,7 +141,7 @@ class CNMVocabulary:
         ``Counter.most_common``); ``vectors_of``: word -> vector."""
         kept = [w for w, _ in counter.most_common(vocab_size)]
         if len(kept) < vocab_size:
-            raise ValueError(f"the training split has only {len(kept)} distinct words with a GloVe vector; "
+            raise ConfigError(f"the training split has only {len(kept)} distinct words with a GloVe vector; "
                              f"set MODEL.CNM.VOCAB_SIZE to at most {len(kept)} (asked {vocab_size})")
         dim = len(next(iter(vectors_of[w] for w in kept))) if kept else 300
         vectors = np.zeros((len(kept) + 1, dim), dtype=np.float32)
@@ -155,7 +156,7 @@ class CNMVocabulary:
         ``Counter.most_common`` order, whose insertion order is the file order)."""
         words, vectors, counts = load_glove_npz(path)
         if counts is None:
-            raise ValueError(f"{path}: no 'counts' array: cannot choose the most frequent words")
+            raise ConfigError(f"{path}: no 'counts' array: cannot choose the most frequent words")
         counter = collections.Counter()
         table = {}
         for w, v, c in zip(words, vectors, counts):

@@ -60,8 +60,7 @@ class MMNDataset(torch.utils.data.Dataset):
         self.token_offsets = np.concatenate([[0], np.cumsum(self.token_lengths)])
         self.pad_token_id = tokenizer.pad_token_id or 0
 
-        self.features = HDF5FeatureReader(feat_file, key=feat_key, feat_dim=feat_dim)
-        self.feat_dim_key = feat_dim_key
+        self.features = HDF5FeatureReader(feat_file, key=feat_key, feat_dim=feat_dim, dim_key=feat_dim_key)
         if check_features:
             self.features.check_videos(self.vids)
             self.features.close()  # re-opened lazily in each worker

@@ -2,6 +2,8 @@
 import torch
 from torch import nn
 
+from ...config.loading import ConfigError
+
 
 def sparse_moment_cells(pooling_counts, num_clips):
     """The valid-cell mask (N x N bool) and, per pooling step, the (rows, cols) it fills.
@@ -101,4 +103,4 @@ def build_feat2d(cfg):
         return SparseMaxPool(counts, n)
     if mmn.FEAT2D.NAME == "conv":
         return SparseConv(counts, n, mmn.FEATPOOL.HIDDEN_SIZE)
-    raise ValueError(f"MODEL.MMN.FEAT2D.NAME must be 'pool' or 'conv', got {mmn.FEAT2D.NAME!r}")
+    raise ConfigError(f"MODEL.MMN.FEAT2D.NAME must be 'pool' or 'conv', got {mmn.FEAT2D.NAME!r}")

@@ -8,6 +8,7 @@ from ...data.features import prepare_video_features
 from ...data.tokenization import load_tokenizer
 from ...evaluation import fused_top_moments
 from ...structures import cell_iou_targets
+from ...utils import comm
 from ..base import GroundingModel, RankedMoments
 from ..registry import register_model
 from .batch import MMNBatch
@@ -53,11 +54,24 @@ def check_geometry(cfg):
                           f"NUM_CLIPS = {stride}) gives (NUM_PRE_CLIPS - KERNEL_SIZE) // stride + 1 = {pooled} clips, "
                           f"not NUM_CLIPS = {n} (the official configs use KERNEL_SIZE = stride, e.g. NUM_PRE_CLIPS "
                           f"{n * 2}, KERNEL_SIZE 2)")
+    if mmn.FEAT2D.NAME not in ("pool", "conv"):
+        raise ConfigError(f"MODEL.MMN.FEAT2D.NAME must be 'pool' or 'conv', got {mmn.FEAT2D.NAME!r}")
     if not counts or any(c < 0 for c in counts) or counts[0] < 1:
         raise ConfigError(f"MODEL.MMN.FEAT2D.POOLING_COUNTS {counts}: need non-negative counts, the first >= 1")
     problem = sparse_map_lengths(counts, n)
     if problem:
         raise ConfigError(f"MODEL.MMN.FEAT2D.POOLING_COUNTS {counts} with MODEL.MMN.NUM_CLIPS {n}: {problem}")
+
+
+def global_batch(iou_scores, map2d, sent_feat, iou1d, moments, video_index):
+    """The per-sentence and per-video training tensors of every process, concatenated in rank order with
+    their gradients flowing back to their owners (``comm.gather_with_grad``); video indices renumbered.
+
+    Every process then computes the same loss, that of the global batch; DDP's mean of the processes'
+    gradients of it is its gradient."""
+    offset = sum(comm.all_gather_objects(map2d.shape[0])[:comm.get_rank()])
+    return (comm.gather_with_grad(iou_scores), comm.gather_with_grad(map2d), comm.gather_with_grad(sent_feat),
+            comm.gather_with_grad(iou1d), comm.gather_with_grad(moments), comm.gather_with_grad(video_index + offset))
 
 
 @register_model("MMN")
@@ -80,6 +94,7 @@ class MMN(GroundingModel):
         self.freeze_bert_epochs = cfg.SOLVER.FREEZE_BERT
         self.only_iou_epochs = cfg.SOLVER.ONLY_IOU
         self.nms_thresh, self.contrastive_pow = cfg.TEST.NMS_THRESH, cfg.TEST.CONTRASTIVE_SCORE_POW
+        self.global_negatives = loss.GLOBAL_NEGATIVES
 
     # ------------------------------------------------------------------ the model contract (mmn/modeling/base.py)
     @classmethod
@@ -117,6 +132,12 @@ class MMN(GroundingModel):
         """The text encoder's BERT, trained at lr x 0.1 (official)."""
         return list(self.text_encoder.bert.parameters())
 
+    def train_step(self, batch, optimizer, epoch, forward=None):
+        if self.global_negatives and isinstance(batch, list) and len(batch) > 1:
+            raise ConfigError("MODEL.MMN.LOSS.GLOBAL_NEGATIVES takes the negatives of the whole batch, which "
+                              "SOLVER.NUM_SHARDS would split in each process: set SOLVER.NUM_SHARDS 0")
+        return super().train_step(batch, optimizer, epoch, forward)
+
     def rank_moments(self, outputs, batch, topk):
         """Official score fusion, then greedy NMS over the fused map (TEST.NMS_THRESH)."""
         fused, moments, scores = fused_top_moments(outputs["contrastive"], outputs["iou"],
@@ -153,12 +174,15 @@ class MMN(GroundingModel):
         mask = self.mask2d.to(sent_feat.dtype)
         iou_scores = (per_video_cosine(sent_feat_iou, map2d_iou, video_index, batch.num_sentences) * 10).sigmoid() * mask
         if self.training:
+            iou1d, moments = self.iou_targets(batch), batch.moments
+            if self.global_negatives:  # every process computes the loss of the whole global batch
+                iou_scores, map2d_contrastive, sent_feat, iou1d, moments, video_index = global_batch(
+                    iou_scores, map2d_contrastive, sent_feat, iou1d, moments, video_index)
             # losses in fp32 even under autocast (BCE is not autocast-safe; exp/log want the range)
-            iou1d = self.iou_targets(batch)
             with torch.autocast(device_type=iou_scores.device.type, enabled=False):
                 loss_iou = scaled_iou_bce_loss(iou_scores.float(), iou1d, self.mask2d, self.min_iou, self.max_iou)
                 loss_vid, loss_sent = mutual_matching_loss(map2d_contrastive.float(), sent_feat.float(), iou1d,
-                                                           batch.moments, video_index, self.mask2d,
+                                                           moments, video_index, self.mask2d,
                                                            **self.contrastive_args)
             loss_vid, loss_sent = loss_vid * self.contrastive_weight, loss_sent * self.contrastive_weight
             contrastive_scale = 1.0 if epoch <= self.only_iou_epochs else 0.01

@@ -1,0 +1,182 @@
+"""SOLVER.NUM_SHARDS, MODEL.MMN.LOSS.GLOBAL_NEGATIVES and MODEL.SYNC_BN on 2 CPU processes (gloo): the
+paper's multi-GPU experiment on any number of processes, a GPU-count-free alternative, exact resume
+under torchrun, and an evaluation independent of the batch size and of the number of processes."""
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import pytest
+import torch
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PARITY = os.path.join(ROOT, "tests", "fixtures", "parity")
+HELPER = os.path.join(ROOT, "tests", "helpers", "shard_run.py")
+TOL = 1e-5
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def run(text_encoder, out, *opts, processes=1, resume=False):
+    """The helper in one process or under torchrun; returns its steps.pt."""
+    launcher = [sys.executable]
+    if processes > 1:
+        launcher += ["-m", "torch.distributed.run", f"--nproc_per_node={processes}", "--nnodes=1",
+                     "--master_addr=127.0.0.1", f"--master_port={_free_port()}"]
+    cmd = launcher + [HELPER, text_encoder, str(out), *(["--resume"] if resume else []), *opts]
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=ROOT)
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=400)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return torch.load(os.path.join(out, "steps.pt"), weights_only=False)
+
+
+def rounding_driven(key):
+    """The proposal convs' biases feed a training-mode BatchNorm: their gradient is analytically zero, so
+    Adam steps them by the sign of float rounding noise (see tests/test_parity.py), and the BatchNorm
+    running means follow them. Two computations that differ only in summation order differ there."""
+    return key.startswith("proposal_conv.convs.") and key.endswith(".bias") or (
+        key.startswith("proposal_conv.bn.") and key.endswith(".running_mean"))
+
+
+def max_step_diff(a, b):
+    """Largest difference of losses and gradients over the updates of two runs, and of the final weights
+    (but for the rounding-driven ones)."""
+    assert len(a["steps"]) == len(b["steps"]) > 0
+    worst = 0.0
+    for x, y in zip(a["steps"], b["steps"]):
+        assert x["losses"].keys() == y["losses"].keys() and x["grads"].keys() == y["grads"].keys()
+        worst = max([worst] + [abs(x["losses"][k] - y["losses"][k]) for k in x["losses"]]
+                    + [(x["grads"][k] - y["grads"][k]).abs().max().item() for k in x["grads"]])
+    weights = max((a["weights"][k].double() - b["weights"][k].double()).abs().max().item() for k in a["weights"]
+                  if not rounding_driven(k))
+    return worst, weights
+
+
+@pytest.fixture(scope="module")
+def runs(parity_text_encoder_dir, tmp_path_factory):
+    """One epoch (2 updates of a 4-video batch) per setting; the parity text encoder has no dropout."""
+    base = tmp_path_factory.mktemp("shards")
+    te = parity_text_encoder_dir
+    return {
+        "ddp2": run(te, base / "ddp2", processes=2),
+        "shards2": run(te, base / "shards2", "SOLVER.NUM_SHARDS", "2"),
+        "global_ddp2": run(te, base / "global_ddp2", "MODEL.MMN.LOSS.GLOBAL_NEGATIVES", "True", "MODEL.SYNC_BN",
+                           "True", processes=2),
+        "one": run(te, base / "one", "SOLVER.NUM_SHARDS", "1"),
+    }
+
+
+def test_one_process_with_two_shards_is_ddp_over_two_processes(runs):
+    steps, weights = max_step_diff(runs["ddp2"], runs["shards2"])
+    assert steps <= TOL and weights <= TOL, (steps, weights)
+
+
+def test_global_negatives_and_sync_bn_make_training_independent_of_the_processes(runs):
+    steps, weights = max_step_diff(runs["global_ddp2"], runs["one"])
+    assert steps <= TOL and weights <= TOL, (steps, weights)
+
+
+def test_the_two_settings_really_differ(runs):
+    # per-shard negatives and BatchNorm statistics vs the whole batch's: other losses from the first update
+    first = runs["shards2"]["steps"][0]["losses"], runs["one"]["steps"][0]["losses"]
+    assert abs(first[0]["loss_vid"] - first[1]["loss_vid"]) > 1e-3
+    assert abs(first[0]["loss_iou"] - first[1]["loss_iou"]) > 1e-4
+    _, weights = max_step_diff(runs["shards2"], runs["one"])
+    assert weights > 1e-3
+
+
+def test_resume_under_torchrun_is_exact_with_dropout(dropout_text_encoder, tmp_path):
+    straight = run(dropout_text_encoder, tmp_path / "straight", "SOLVER.MAX_EPOCH", "2", processes=2)
+    run(dropout_text_encoder, tmp_path / "resumed", "SOLVER.MAX_EPOCH", "1", processes=2)
+    resumed = run(dropout_text_encoder, tmp_path / "resumed", "SOLVER.MAX_EPOCH", "2", processes=2, resume=True)
+    for key, value in straight["weights"].items():
+        assert torch.equal(value, resumed["weights"][key]), key
+
+    def records(run_dir):
+        lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+        return [{k: v for k, v in json.loads(line).items() if k != "time_s"} for line in lines]
+
+    assert records(tmp_path / "straight") == records(tmp_path / "resumed")
+
+
+@pytest.fixture(scope="module")
+def dropout_text_encoder(parity_text_encoder_dir, tmp_path_factory):
+    import shutil
+
+    target = str(tmp_path_factory.mktemp("dropout_encoder"))
+    for name in os.listdir(parity_text_encoder_dir):
+        shutil.copy(os.path.join(parity_text_encoder_dir, name), target)
+    with open(os.path.join(target, "config.json")) as f:
+        config = json.load(f)
+    config.update(dropout=0.1, attention_dropout=0.1)
+    with open(os.path.join(target, "config.json"), "w") as f:
+        json.dump(config, f)
+    return target
+
+
+def test_shard_count_must_fit_the_processes_and_the_batch(parity_cfg):
+    from mmn.config import load_config
+    from mmn.config.loading import ConfigError
+    from mmn.data.build import num_shards
+
+    assert num_shards(parity_cfg) == 1
+    cfg = load_config(os.path.join(PARITY, "config.yaml"), ["SOLVER.BATCH_SIZE", "4", "SOLVER.NUM_SHARDS", "3"])
+    with pytest.raises(ConfigError, match="SOLVER.BATCH_SIZE 4 is not divisible by the 3 shards"):
+        num_shards(cfg)
+
+
+def test_sharded_collate_gives_each_shard_what_a_process_would_get():
+    from mmn.data.build import ShardedCollate
+    from mmn.data.samplers import EpochShuffleSampler
+
+    order = list(EpochShuffleSampler(10, shuffle=True, seed=1, world_size=1, pad_to=4))
+    per_process = [list(EpochShuffleSampler(10, shuffle=True, seed=1, rank=r, world_size=4)) for r in range(4)]
+    batches = [order[i:i + 8] for i in range(0, len(order), 8)]  # global batch 8 = 4 shards of 2
+    shards = [ShardedCollate(list, 4)(batch) for batch in batches]
+    for r in range(4):
+        assert [x for batch in shards for x in batch[r]] == per_process[r]
+
+
+def test_evaluation_is_independent_of_the_batch_size_and_the_processes(parity_cfg, tmp_path):
+    from mmn.data import build_dataset, make_data_loader
+    from mmn.engine.inference import evaluate
+    from mmn.modeling import build_model
+    from mmn.utils.checkpoint import load_model_weights
+
+    model = build_model(parity_cfg)
+    load_model_weights(model, os.path.join(PARITY, "checkpoint_init.pth"))
+    dataset = build_dataset(parity_cfg, "charades_test")
+    results = []
+    for batch_size in ("1", "4", "64"):
+        cfg = parity_cfg.clone()
+        cfg.defrost()
+        cfg.TEST.BATCH_SIZE = int(batch_size)
+        results.append(evaluate(cfg, model, make_data_loader(cfg, dataset, is_train=False), torch.device("cpu")))
+    # the same table and moments; the scores up to float rounding (the text encoder pads to each batch's longest)
+    for metrics, moments, scores in results[1:]:
+        assert metrics == results[0][0]
+        assert torch.equal(moments.nan_to_num(-1), results[0][1].nan_to_num(-1))
+        assert torch.allclose(scores, results[0][2], atol=1e-5)
+    # two processes (test_net.py under torchrun) give the same table and the same top-5
+    out = tmp_path / "res.json"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--nnodes=1",
+           "--master_addr=127.0.0.1", f"--master_port={_free_port()}", "test_net.py",
+           "--config-file", os.path.join(PARITY, "config.yaml"), "--ckpt", os.path.join(PARITY, "checkpoint_init.pth"),
+           "--out", str(out), "MODEL.DEVICE", "cpu", "MODEL.MMN.TEXT_ENCODER.PRETRAINED",
+           parity_cfg.MODEL.MMN.TEXT_ENCODER.PRETRAINED, "DATASETS.ROOT", os.path.join(PARITY, "dataset"),
+           "OUTPUT_DIR", str(tmp_path), "TEST.BATCH_SIZE", "2"]
+    proc = subprocess.run(cmd, cwd=ROOT, env=dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=ROOT),
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(out.read_text())
+    assert result["metrics"] == results[0][0]
+    for q, query in enumerate(result["queries"]):
+        kept = torch.isfinite(results[0][2][q])
+        top = torch.tensor(query["top5"], dtype=torch.float64)
+        assert top[:, :2].tolist() == [[round(x, 4) for x in row] for row in results[0][1][q][kept].tolist()]
+        assert torch.allclose(top[:, 2], results[0][2][q][kept].double(), atol=1e-4)
