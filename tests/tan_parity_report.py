@@ -71,13 +71,14 @@ def main():
     optimizer, scheduler = model.build_optimizer(cfg)
     for step in expected["steps"]:
         b = datasets["train"].collator()([datasets["train"][k] for k in step["anno_idxs"]])
+        probe = copy.deepcopy(model)
+        probe(b)["loss"].backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(probe.parameters(), float("inf")).item()
         if step["t"] == 1:
-            probe = copy.deepcopy(model)
-            probe(b)["loss"].backward()
             rows.append(("update 1: gradients before clipping", max(diff(p.grad, expected["grads_step1"][n])
                                                                     for n, p in probe.named_parameters())))
         lr = optimizer.param_groups[0]["lr"]
-        result = model.train_step(b, optimizer)
+        result = dict(model.train_step(b, optimizer, 1), grad_norm=grad_norm)
         model.end_epoch(scheduler, {"loss": result["loss"]})
         t = step["t"]
         rows.append((f"update {t}: loss", abs(result["loss"] - step["loss"])))

@@ -208,13 +208,16 @@ def training(cfg, datasets):
     for k, indices in enumerate([[4, 0, 5, 1], [7, 6, 2, 9], [8, 3]]):
         batch = collate(datasets["train"], indices)
         lr = [g["lr"] for g in optimizer.param_groups]
-        if k == 0:  # the first update's gradients before clipping (a separate forward/backward)
-            probe = copy.deepcopy(model)
-            probe(batch)["loss"].backward()
-            grads = {n: p.grad.clone() for n, p in probe.named_parameters()}
+        # the update's gradients before clipping and their norm, from a copy (the contract's train_step,
+        # forward -> loss -> backward -> clip -> step, reports the losses only)
+        probe = copy.deepcopy(model)
+        probe(batch)["loss"].backward()
+        probe_grads = {n: p.grad.clone() for n, p in probe.named_parameters()}
+        grad_norm = torch.nn.utils.clip_grad_norm_(probe.parameters(), float("inf")).item()
+        grads = probe_grads if k == 0 else grads
         result = model.train_step(batch, optimizer, epoch=1)
         model.end_epoch(scheduler, {"loss": result["loss"]})  # NO_VAL: no validation loss, no step
-        records.append(dict(result, lr=lr, lr_next=[g["lr"] for g in optimizer.param_groups],
+        records.append(dict(result, grad_norm=grad_norm, lr=lr, lr_next=[g["lr"] for g in optimizer.param_groups],
                             scheduler={k2: v for k2, v in scheduler.state_dict().items()},
                             state={n: v.clone() for n, v in model.state_dict().items()}))
         if k == 1:

@@ -149,7 +149,7 @@ class TANDataset(torch.utils.data.Dataset):
     """The queries of an annotation file in file order; item = one (video, sentence) pair."""
 
     def __init__(self, ann_file, feat_file, fmt, word_vectors, num_sample_clips, num_clips, normalize=False,
-                 feat_key="default", feat_dim=None, check_features=True):
+                 feat_key="default", feat_dim=None, check_features=True, feat_dim_key=None):
         self.ann_file, self.feat_file, self.format = ann_file, feat_file, fmt
         self.num_sample_clips, self.num_clips, self.normalize = num_sample_clips, num_clips, normalize
         videos, self.stats = load_annotations(ann_file, fmt)
@@ -171,7 +171,7 @@ class TANDataset(torch.utils.data.Dataset):
             logger.info("%s: %d of %d tokens are not in the word vectors (zero vectors, as the official <unk>)",
                         ann_file, unknown, sum(map(len, self.tokens)))
         key = FEATURE_KEYS[fmt] if feat_key == "default" else (feat_key or None)
-        self.features = HDF5FeatureReader(feat_file, key=key, feat_dim=feat_dim)
+        self.features = HDF5FeatureReader(feat_file, key=key, feat_dim=feat_dim, dim_key=feat_dim_key)
         if check_features:
             self.features.check_videos(sorted(set(self.vids)))
             self.features.close()

@@ -126,7 +126,8 @@ class TAN(GroundingModel):
         feat_key = getattr(entry, "feat_key", "default")
         return TANDataset(entry.ann_file, entry.feat_file, entry.format,
                           lambda words: cls.word_vectors(cfg, words), c.NUM_SAMPLE_CLIPS, num_map_clips(cfg),
-                          normalize=c.NORMALIZE, feat_key=feat_key, feat_dim=c.FRAME_MODULE.INPUT_SIZE)
+                          normalize=c.NORMALIZE, feat_key=feat_key, feat_dim=c.FRAME_MODULE.INPUT_SIZE,
+                          feat_dim_key="MODEL.TAN.FRAME_MODULE.INPUT_SIZE")
 
     @classmethod
     def build_query_batch(cls, cfg, features, duration, sentences):
@@ -180,20 +181,6 @@ class TAN(GroundingModel):
     # ------------------------------------------------------------------ training
     def build_optimizer(self, cfg):
         return build_tan_optimizer(self.parameters(), cfg)
-
-    def train_step(self, batch, optimizer, epoch=1, forward=None):
-        """The contract's update (forward -> loss -> backward -> clip at SOLVER.MAX_GRAD_NORM (10 in the
-        2D-TAN configs, as ``train.py:180``) -> Adam step), also returning the gradient norm before clipping."""
-        forward = forward or self
-        optimizer.zero_grad(set_to_none=True)
-        with autocast(self.amp, model_device(self)):
-            losses = forward(batch, epoch=epoch)
-        losses["loss"].backward()
-        result = {k: float(v.detach()) for k, v in losses.items()}
-        if self.max_grad_norm > 0:
-            result["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(self.parameters(), self.max_grad_norm))
-        optimizer.step()
-        return result
 
     def end_epoch(self, scheduler, record):
         """ReduceLROnPlateau on -(validation loss) (official sign, ``train.py:198-202``); no step without a
