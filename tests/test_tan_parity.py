@@ -263,3 +263,16 @@ def test_evaluations_after_update_2(training, datasets, expected, cfg):
 def test_first_grad_norm_is_clipped(expected):
     assert expected["steps"][0]["grad_norm"] > 10 > expected["steps"][1]["grad_norm"]
     assert not math.isnan(expected["steps"][2]["loss"])
+
+
+def test_sharded_update_equals_the_whole_batch(cfg, datasets):
+    """SOLVER.NUM_SHARDS: two equal shards give the whole batch's update (2D-TAN's loss is a mean over
+    the cells of the batch, and equal shards hold equally many)."""
+    whole, sharded = build_model(cfg).train(), build_model(cfg).train()
+    batch = collate(datasets["train"], [4, 0, 5, 1])
+    shards = [collate(datasets["train"], [4, 0]), collate(datasets["train"], [5, 1])]
+    for model, b in ((whole, batch), (sharded, shards)):
+        optimizer, _ = model.build_optimizer(cfg)
+        model.train_step(b, optimizer, 1)
+    for (name, a), b in zip(whole.state_dict().items(), sharded.state_dict().values()):
+        assert_close(f"sharded {name}", a, b, tol=1e-6)
