@@ -5,7 +5,6 @@ Data, collated batches and rankings exactly; tensors within 1e-5 (fp32, CPU); th
 """
 import copy
 import csv
-import math
 
 import pytest
 import torch
@@ -258,11 +257,6 @@ def test_evaluations_after_update_2(training, datasets, expected, cfg):
         with torch.no_grad():
             out = model(collate(ds, range(len(ds))))
         assert_summary(summary, out["joint_prob"], ds, cfg, out["loss"].item())
-
-
-def test_first_grad_norm_is_clipped(expected):
-    assert expected["steps"][0]["grad_norm"] > 10 > expected["steps"][1]["grad_norm"]
-    assert not math.isnan(expected["steps"][2]["loss"])
 
 
 def test_sharded_update_equals_the_whole_batch(cfg, datasets):
