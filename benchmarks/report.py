@@ -7,11 +7,13 @@ import math
 DATASETS = ("charades", "activitynet", "tacos")
 
 # docs/REFERENCE_TIMINGS.md (shared/docs): the official MMN code (MCG-NJU/MMN e694e69) on this machine
-# kind, 2 threads, each measure in a fresh process; +-20 % (shared, noisy machines).
+# kind, 2 threads, each measure in a fresh process; +-20 % (shared, noisy machines). The training-step
+# rows were taken on a loaded machine; Charades-STA's was re-measured quiet (22.7 s = 8.8 forward + 13.8
+# backward, not 40.78), ActivityNet's and TACoS's were not: their "x REF" training ratios overstate.
 REFERENCE = {
     "charades": dict(eval_s_per_1k=4.4, candidates=136, build_s=5.3, train_videos=5336, train_queries=12404,
-                     loader_items_per_s=251, dataset_mem_mb=60, train_batch=8, fwd_s=12.19, bwd_s=28.18,
-                     opt_s=0.41, step_s=40.78, train_peak_mb=2234, params_m=121.6),
+                     loader_items_per_s=251, dataset_mem_mb=60, train_batch=8, fwd_s=8.8, bwd_s=13.8,
+                     opt_s=0.41, step_s=22.7, train_peak_mb=2234, params_m=121.6),
     "activitynet": dict(eval_s_per_1k=19.8, candidates=1104, build_s=20.6, train_videos=10009,
                         train_queries=37417, loader_items_per_s=117, dataset_mem_mb=655, train_batch=2,
                         fwd_s=27.78, bwd_s=66.18, opt_s=0.50, step_s=94.46, train_peak_mb=3912, params_m=152.2),
@@ -37,7 +39,7 @@ def _fmt(x, digits=2):
     if x is None:
         return "-"
     if isinstance(x, bool):
-        return "yes" if x else "NO"
+        return "yes" if x else "no"
     if isinstance(x, str):
         return x
     if isinstance(x, int):
@@ -223,11 +225,11 @@ def summarise(results, mode_name):
                        "eval, train videos for build/memory) ", rows))
 
     # ---- targets
-    rows = [["target", "config", "value", "needed", "met"]]
+    rows = [["target", "config", "value", "goal", "reached"]]
 
     def target(label, name, value, needed, ok):
         summary["targets"].append({"target": label, "dataset": name, "value": value, "needed": needed, "met": ok})
-        rows.append([label, name, _fmt(value, 3), needed, _fmt(ok)])
+        rows.append([label, name, _fmt(value, 3), needed, "yes" if ok else "below goal"])
 
     for name, s in summary["eval"].items():
         target("evaluation speed-up vs official (same run)", name, s["speedup"], ">= 50x",
@@ -244,9 +246,10 @@ def summarise(results, mode_name):
             if s.get(key) is not None:
                 target(label, name, s[key], "<= 0.2", s[key] <= TARGETS["memory_ratio"])
     for name, s in summary["train"].items():
-        target("train step speed-up vs REFERENCE_TIMINGS", name, s["speedup_vs_reference"], ">= 1.5x",
-               s["speedup_vs_reference"] >= TARGETS["train_speedup"])
-        target("train step speed-up, dense convs (TILE_ROWS 0), vs REFERENCE_TIMINGS", name,
-               s["dense_speedup_vs_reference"], ">= 1.5x", s["dense_speedup_vs_reference"] >= TARGETS["train_speedup"])
-    text.append(_table(f" Targets ({mode_name}) ", rows))
+        target("train step speed-up vs the dense convs (same run)", name, s["speedup_vs_dense"], ">= 1.5x",
+               s["speedup_vs_dense"] >= TARGETS["train_speedup"])
+        target("train step speed-up vs REFERENCE_TIMINGS" + ("" if name == "charades" else " (REF loaded: overstated)"),
+               name, s["speedup_vs_reference"], ">= 1.5x", s["speedup_vs_reference"] >= TARGETS["train_speedup"])
+    text.append(_table(f" Project goals ({mode_name}; 'below goal' is a figure under a goal of the project, not a "
+                       "failed run; --quick sizes are too small to judge the goals) ", rows))
     return summary, "\n".join(text)

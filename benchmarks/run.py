@@ -11,7 +11,7 @@ tables (terminaltables) and written as JSON; see benchmarks/README.md for what e
 Measures, per config:
   evaluation  seconds per 1,000 queries of score fusion + NMS + recall on random score maps masked by
               the config's mask2d: ours (mmn.evaluation.evaluate_predictions, whole test split) and the
-              official algorithm (benchmarks/official_baseline.py) on the first test videos, same maps;
+              official algorithm (mmn/evaluation/reference.py) on the first test videos, same maps;
               recalls and top-5 moments checked identical.
   data        train dataset build time (tokenizer load included) and its resident-memory growth; items
               (videos) per second of the training loader (1 process, NUM_WORKERS 0) on the videos with
@@ -115,8 +115,9 @@ def reset_peak_rss():
 def _load_cfg(spec, extra=()):
     from mmn.config import load_config
 
+    # one shard per process: the timed batches are REF's sizes, not the official configs' NUM_SHARDS split
     opts = ["MODEL.MMN.TEXT_ENCODER.PRETRAINED", spec["text_encoder"], "MODEL.DEVICE", "cpu",
-            "DATALOADER.NUM_WORKERS", "0"] + list(extra)
+            "DATALOADER.NUM_WORKERS", "0", "SOLVER.NUM_SHARDS", "0"] + list(extra)
     return load_config(os.path.join(REPO, CONFIG_FILES[spec["dataset"]]), opts)
 
 
@@ -131,10 +132,11 @@ def worker_eval(spec):
     """Evaluation on random score maps: ours on the whole test split, ours and the baseline on a prefix."""
     import torch
 
-    from benchmarks.official_baseline import official_evaluate
+    from benchmarks.official_baseline import IOU_METRICS
     from mmn.data.annotations import load_annotations
     from mmn.data.catalog import builtin_entries
     from mmn.evaluation import evaluate_predictions
+    from mmn.evaluation.reference import official_evaluate
     from mmn.modeling.mmn.feat2d import sparse_moment_cells
 
     cfg = _load_cfg(spec)
@@ -182,7 +184,8 @@ def worker_eval(spec):
         video_durations = [v.duration for v in videos[:nv]]
         video_gts = [gt[s:e] for s, e in zip(starts[:-1], starts[1:])]
         t0 = time.perf_counter()
-        result, kept = official_evaluate(predictions, video_durations, video_gts, name, nms, power, keep_top=keep_top)
+        result, kept = official_evaluate(predictions, video_durations, video_gts, IOU_METRICS[name], nms, power,
+                                         keep_top=keep_top)
         return time.perf_counter() - t0, result, kept
 
     nv, q_sub = prefix_videos(spec["baseline_queries"])
@@ -368,8 +371,9 @@ def worker_train(spec):
     end-to-end test path: ours, and dense convs + the official evaluate()."""
     import torch
 
-    from benchmarks.official_baseline import official_evaluate
+    from benchmarks.official_baseline import IOU_METRICS
     from mmn.data import make_data_loader
+    from mmn.evaluation.reference import official_evaluate
     from mmn.modeling.mmn.batch import MMNCollator
     from mmn.modeling.mmn.dataset import MMNDataset
     from mmn.modeling import build_model
@@ -444,7 +448,7 @@ def worker_train(spec):
                     predictions.append({"contrastive": contrastive, "iou": iou})
                     durations.append(duration)
                     gts.append(gt)
-        official_evaluate(predictions, durations, gts, name, nms, power)
+        official_evaluate(predictions, durations, gts, IOU_METRICS[name], nms, power)
         dense_dt = time.perf_counter() - t0
         result["e2e"] = {"path": "run_inference + recall_table", "videos": len(test_set),
                          "queries": test_set.num_queries, "s": dt, "s_per_1k_queries": dt / test_set.num_queries * 1000,

@@ -3,6 +3,7 @@
     from mmn.predict import Predictor
     predictor = Predictor.from_checkpoint("outputs/charades/best_charades.pth")   # the config it carries
     moments = predictor.predict(features, duration=30.5, sentences=["person opens the door."])
+    moments = predictor.predict_video("my_video.mp4", ["person opens the door."])  # checkpoints of mmn-extract features
 
 Any registered model works: the batch comes from its ``build_query_batch`` and the ranked moments from
 its ``rank_moments`` (the model contract, mmn/modeling/base.py); no training code is used.
@@ -49,6 +50,7 @@ class Predictor:
         self.cfg = cfg
         self.model = apply_speed_options(model, cfg, device).eval()
         self.device = device
+        self._image_encoder = None  # loaded on the first video (mmn.video)
 
     @classmethod
     def from_checkpoint(cls, ckpt, config_file=None, opts=(), device=None):
@@ -108,6 +110,50 @@ class Predictor:
             raise PredictionInputError("every query must be a non-empty sentence")
         return features, float(duration), list(sentences)
 
+    def image_encoder(self, encoder=None, dtype="fp32", batch_size=64):
+        """The image encoder of the video feature extractor: ``encoder`` (a from_pretrained name or
+        directory) or the one recorded in the checkpoint's config (INPUT.VIDEO.ENCODER), on this device."""
+        from .video.encoder import ImageEncoderLoadError, load_image_encoder
+
+        name = encoder or self.cfg.INPUT.VIDEO.ENCODER
+        if not name:
+            raise PredictionInputError(
+                "the checkpoint's config names no video feature extractor (INPUT.VIDEO.ENCODER is empty): it was "
+                "trained on features made elsewhere, which cannot be rebuilt from a video file. Predict from those "
+                "features (--features), or train on mmn-extract features (configs/pool_clip_b32_fps05.yaml)")
+        cached = self._image_encoder
+        if cached is None or (cached.name, cached.dtype, cached.batch_size) != (name, dtype, batch_size):
+            try:
+                cached = load_image_encoder(name, self.device, dtype, batch_size)
+            except ImageEncoderLoadError as err:
+                raise PredictionInputError(str(err)) from None
+            if cached.dim != self.feature_dim:
+                raise PredictionInputError(
+                    f"the image encoder {name!r} gives {cached.dim}-d features but the checkpoint's model expects "
+                    f"{self.feature_dim}: it was trained on another extractor's features")
+            self._image_encoder = cached
+        return cached
+
+    def video_features(self, path, encoder=None, dtype="fp32", batch_size=64):
+        """(raw (T, D) clip features, duration_s) of the video file ``path``, extracted as mmn-extract does
+        with the checkpoint's extractor (INPUT.VIDEO.ENCODER at INPUT.VIDEO.FPS; ``encoder`` overrides the
+        model's name or path); the duration comes from the stream."""
+        from .video.decode import VideoDecodeError
+        from .video.extract import extract_video
+
+        image_encoder = self.image_encoder(encoder, dtype, batch_size)
+        try:
+            features, video = extract_video(path, image_encoder, self.cfg.INPUT.VIDEO.FPS)
+        except VideoDecodeError as err:
+            raise PredictionInputError(str(err)) from None
+        return torch.from_numpy(features), video.duration
+
+    def predict_video(self, path, sentences, topk=5, encoder=None, dtype="fp32", batch_size=64):
+        """``predict`` on the video file ``path``: its features are extracted with the checkpoint's
+        extractor (``video_features``) and its duration read from the stream."""
+        features, duration = self.video_features(path, encoder, dtype, batch_size)
+        return self.predict(features, duration, sentences, topk=topk)
+
     @torch.no_grad()
     def predict(self, features, duration, sentences, topk=5):
         """Top-``topk`` moments (start_s, end_s, score) after NMS for each sentence, best first.
@@ -130,8 +176,9 @@ class Predictor:
         return results
 
 
-def predictions_to_json(predictions, duration):
-    return {"duration": duration,
+def predictions_to_json(predictions, duration, video=None):
+    head = {"video": video} if video else {}
+    return {**head, "duration": duration,
             "queries": [{"sentence": p.sentence, "moments": [[m.start, m.end, m.score] for m in p.moments]}
                         for p in predictions]}
 
@@ -150,9 +197,15 @@ def argument_parser():
     parser = argparse.ArgumentParser(prog="mmn-predict", description="Where in this video does this sentence happen?")
     parser.add_argument("--ckpt", required=True, help="checkpoint (ours carry their config; official ones need --config)")
     parser.add_argument("--config", default=None, help="YAML config (default: the one stored in the checkpoint)")
-    parser.add_argument("--features", required=True, help=".npy (T, D) or HDF5 feature file")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--features", help=".npy (T, D) or HDF5 feature file (with --duration)")
+    source.add_argument("--video", metavar="FILE", help="a video file: features extracted with the checkpoint's "
+                        "extractor (INPUT.VIDEO), duration from the stream (needs PyAV: pip install av)")
     parser.add_argument("--video-id", default=None, help="video id inside an HDF5 feature file")
-    parser.add_argument("--duration", required=True, type=float, help="video duration in seconds")
+    parser.add_argument("--duration", type=float, default=None, help="video duration in seconds (with --features)")
+    parser.add_argument("--encoder", default=None, metavar="NAME_OR_PATH",
+                        help="with --video: the CLIP model's from_pretrained name or local directory, instead of "
+                             "the checkpoint's INPUT.VIDEO.ENCODER (e.g. a local copy, offline)")
     parser.add_argument("--query", required=True, action="append", help="sentence (repeat for several)")
     parser.add_argument("--topk", type=int, default=5)
     parser.add_argument("--json", default=None, help="also write the moments to this JSON file")
@@ -163,12 +216,26 @@ def argument_parser():
 
 def predict_from_args(args):
     """Run the CLI's prediction; prints the table, writes ``--json``; returns the predictions."""
+    if args.video is not None:
+        if args.duration is not None or args.video_id is not None:
+            raise PredictionInputError("--video reads the duration from the stream: no --duration / --video-id")
+    else:
+        if args.duration is None:
+            raise PredictionInputError("--features needs --duration (seconds)")
+        if args.encoder is not None:
+            raise PredictionInputError("--encoder applies to --video only")
     predictor = Predictor.from_checkpoint(args.ckpt, args.config, args.opts, device=args.device)
-    features = predictor.load_features(args.features, args.video_id)
-    predictions = predictor.predict(features, args.duration, args.query, topk=args.topk)
+    if args.video is not None:
+        features, duration = predictor.video_features(args.video, args.encoder)
+    else:
+        features, duration = predictor.load_features(args.features, args.video_id), args.duration
+    predictions = predictor.predict(features, duration, args.query, topk=args.topk)
+    if args.video is not None:
+        print(f"{args.video}: {duration:.2f} s, {features.shape[0]} feature rows "
+              f"({predictor.image_encoder(args.encoder).name} at {predictor.cfg.INPUT.VIDEO.FPS:g} fps)")
     print(format_predictions(predictions))
     if args.json:
-        atomic_write_text(json.dumps(predictions_to_json(predictions, args.duration), indent=1), args.json)
+        atomic_write_text(json.dumps(predictions_to_json(predictions, duration, args.video), indent=1), args.json)
     return predictions
 
 

@@ -1,12 +1,14 @@
 """The batched evaluation returns exactly what the official per-query algorithm returns.
 
 ``mmn.evaluation.top_moments`` / ``evaluate_predictions`` replace the official Python NMS loop by k
-vectorised rounds over all queries. Here the official algorithm is written plainly (per query: the
-non-zero cells as moments in seconds, sorted by score descending, greedy NMS suppressing IoU > thresh,
-R@n,IoU@m = a hit among the first n kept) and both are run on the same random score maps: several map
+vectorised rounds over all queries. Here the official algorithm, written plainly in
+``mmn.evaluation.reference`` (per query: the non-zero cells as moments in seconds, sorted by score
+descending, greedy NMS suppressing IoU > thresh, R@n,IoU@m = a hit among the first n kept), and the
+batched one are run on the same random score maps: several map
 sizes, NMS thresholds 0.4 / 0.5, maps with many zero cells, tied scores, and queries where fewer than
 5 moments survive NMS or none at all (the official code crashes on those; a missing moment is a miss).
 """
+import itertools
 import math
 
 import pytest
@@ -14,57 +16,9 @@ import torch
 
 from mmn.data.catalog import builtin_entries
 from mmn.evaluation import evaluate_predictions, fuse_scores, recall_table, top_moments
+from mmn.evaluation.reference import greedy_nms, mean_top1_iou, official_avgfeats, official_iou2d, recall_hits
 
-
-# ------------------------------------------------------------------------------------------------
-# the official algorithm, written plainly
-# ------------------------------------------------------------------------------------------------
-def plain_iou(candidates, gt):
-    """IoU of candidates (K x 2, float32) with one segment (2,), float32 arithmetic as officially."""
-    inter = torch.minimum(candidates[:, 1], gt[1]) - torch.maximum(candidates[:, 0], gt[0])
-    union = torch.maximum(candidates[:, 1], gt[1]) - torch.minimum(candidates[:, 0], gt[0])
-    return inter.clamp(min=0) / union
-
-
-def plain_top_moments(score2d, duration, nms_thresh, k=5):
-    """First k moments (and their scores) kept by greedy NMS of one N x N map.
-
-    Candidates are the non-zero cells (i, j) as [i * d / N, (j + 1) * d / N] seconds (long cells times a
-    Python float, float32 result, as officially); sorted by score, descending, ties in row-major cell
-    order; walking the list, a moment is kept unless an earlier kept one overlaps it by IoU > thresh.
-    The walk stops after k kept moments (later ones cannot change the first k).
-    """
-    n = score2d.shape[-1]
-    cells = score2d.nonzero()
-    scores = score2d[cells[:, 0], cells[:, 1]]
-    cells[:, 1] += 1
-    moments = cells * duration / n
-    values = scores.tolist()
-    order = sorted(range(len(values)), key=lambda t: -values[t])  # Python's sort is stable
-    moments, scores = moments[order], scores[order]
-    suppressed = torch.zeros(len(order), dtype=torch.bool)
-    kept = []
-    for i in range(len(order)):
-        if suppressed[i]:
-            continue
-        kept.append(i)
-        if len(kept) == k:
-            break
-        suppressed[i + 1:] |= plain_iou(moments[i + 1:], moments[i]) > nms_thresh
-    return moments[kept], scores[kept]
-
-
-def plain_recall(kept_moments, gt_moments, iou_thresholds, recalls=(1, 5)):
-    """Hit counts per (n, threshold) and the mean IoU of the top-1 moment (0 where none survived)."""
-    counts = {(n, thr): 0 for n in recalls for thr in iou_thresholds}
-    top1 = []
-    for moments, gt in zip(kept_moments, gt_moments):
-        ious = plain_iou(moments, gt) if len(moments) else torch.zeros(0)
-        for n in recalls:
-            for thr in iou_thresholds:
-                counts[(n, thr)] += int(bool((ious[:n] >= thr).any()))
-        top1.append(ious[0].item() if len(ious) else 0.0)
-    return counts, sum(top1) / len(top1)
+RECALLS = (1, 5)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -123,7 +77,7 @@ def test_top_moments_match_plain_official(n, kind, nms_thresh):
     assert torch.equal(short_top.nan_to_num(-1), top.nan_to_num(-1)) and torch.equal(short_scores, top_scores)
     saw_short = False
     for row in range(q):
-        ref_moments, ref_scores = plain_top_moments(scores[row], durations[row], nms_thresh)
+        ref_moments, ref_scores = greedy_nms(scores[row], durations[row], nms_thresh, k=5)
         m = len(ref_moments)
         saw_short |= m < 5
         assert torch.equal(top[row, :m], ref_moments), (row, top[row], ref_moments)
@@ -148,9 +102,10 @@ def test_recalls_match_plain_official(dataset, kind):
     thresholds = IOU_THRESHOLDS[dataset]
     top, _ = top_moments(scores, torch.tensor(durations, dtype=torch.float64), 0.5, k=5)
     metrics = recall_table(top, gt, thresholds)
-    kept = [plain_top_moments(scores[r], durations[r], 0.5)[0] for r in range(q)]
-    counts, miou = plain_recall(kept, gt, thresholds)
-    for (r, thr), count in counts.items():
+    kept = [greedy_nms(scores[r], durations[r], 0.5, k=5)[0] for r in range(q)]
+    hits, miou = recall_hits(kept, gt, thresholds, RECALLS), mean_top1_iou(kept, gt)
+    for (i, r), (j, thr) in itertools.product(enumerate(RECALLS), enumerate(thresholds)):
+        count = int(hits[i, j])
         value = metrics[f"R@{r},IoU@{thr:.1f}"]
         assert round(value * q) == count and math.isclose(value, count / q, rel_tol=0, abs_tol=1e-6)
     assert math.isclose(metrics["mIoU"], miou, rel_tol=0, abs_tol=1e-6)
@@ -173,31 +128,21 @@ def test_evaluate_predictions_fuses_like_the_official(n, nms_thresh, pow_):
     assert torch.equal(fuse_scores(contrastive, iou, pow_), fused)
     kept = []
     for row in range(q):
-        ref_moments, ref_scores = plain_top_moments(fused[row], durations[row].item(), nms_thresh)
+        ref_moments, ref_scores = greedy_nms(fused[row], durations[row].item(), nms_thresh, k=5)
         m = len(ref_moments)
         assert torch.equal(top[row, :m], ref_moments) and torch.equal(scores[row, :m], ref_scores)
         assert torch.isnan(top[row, m:]).all()
         kept.append(ref_moments)
-    counts, miou = plain_recall(kept, gt, IOU_THRESHOLDS["tacos"])
-    for (r, thr), count in counts.items():
-        assert round(metrics[f"R@{r},IoU@{thr:.1f}"] * q) == count
+    thresholds = IOU_THRESHOLDS["tacos"]
+    hits, miou = recall_hits(kept, gt, thresholds, RECALLS), mean_top1_iou(kept, gt)
+    for (i, r), (j, thr) in itertools.product(enumerate(RECALLS), enumerate(thresholds)):
+        assert round(metrics[f"R@{r},IoU@{thr:.1f}"] * q) == int(hits[i, j])
     assert math.isclose(metrics["mIoU"], miou, rel_tol=0, abs_tol=1e-6)
 
 
 # ------------------------------------------------------------------------------------------------
 # the data-side rewrites made for the benchmark targets return the same values
 # ------------------------------------------------------------------------------------------------
-def plain_avgfeats(feats, num_segments):
-    """The official ``avgfeats``: a Python loop, mean of rows [idx[i], idx[i+1]) or row idx[i] alone."""
-    n = feats.size(0)
-    idxs = (torch.arange(0, num_segments + 1, 1.0) / num_segments * n).round().long().clamp(max=n - 1)
-    rows = []
-    for i in range(num_segments):
-        s, e = idxs[i], idxs[i + 1]
-        rows.append(feats[s:e].mean(dim=0) if s < e else feats[s])
-    return torch.stack(rows)
-
-
 @pytest.mark.parametrize("num_segments", [8, 32, 256])
 def test_resample_clips_is_the_official_avgfeats_bit_for_bit(num_segments):
     from mmn.data.features import resample_clips
@@ -205,13 +150,13 @@ def test_resample_clips_is_the_official_avgfeats_bit_for_bit(num_segments):
     gen = torch.Generator().manual_seed(num_segments)
     for n in (1, 2, 5, 31, 32, 33, 120, 255, 257, 411, 1900):  # fewer clips than segments: empty bins
         feats = torch.nn.functional.normalize(torch.randn(n, 48, generator=gen), dim=1)
-        assert torch.equal(resample_clips(feats, num_segments), plain_avgfeats(feats, num_segments)), n
+        assert torch.equal(resample_clips(feats, num_segments), official_avgfeats(feats, num_segments)), n
 
 
 @pytest.mark.parametrize("n", [8, 16, 64, 128])
 def test_cell_iou_targets_match_the_official_grid_arithmetic(n):
     from mmn.modeling.mmn.feat2d import sparse_moment_cells
-    from mmn.structures import cell_iou_targets, moment_grid, segment_iou
+    from mmn.structures import cell_iou_targets
 
     gen = torch.Generator().manual_seed(n)
     s = 200 if n < 128 else 40
@@ -221,8 +166,8 @@ def test_cell_iou_targets_match_the_official_grid_arithmetic(n):
     moments[::4, 0] = 0  # bounds on the grid and the video's ends
     moments[::5, 1] = d[::5].float()
     moments[::7] = (torch.tensor([2.0, 5.0]) * d[::7, None] / n).float()
-    # the official moment_to_iou2d: every cell as seconds (moment_grid), then IoU, N x N per sentence
-    official = segment_iou(moment_grid(d, n), moments[:, None, :]).reshape(-1, n, n)
+    # the official moment_to_iou2d, N x N per sentence
+    official = torch.stack([official_iou2d(moment, duration, n) for moment, duration in zip(moments, d.tolist())])
     mask2d, _ = sparse_moment_cells([n // 2, 2] if n >= 8 else [n - 1], n)
     rows, cols = mask2d.nonzero(as_tuple=True)
     assert torch.equal(cell_iou_targets(moments, d, rows, cols, n), official[:, mask2d])

@@ -11,7 +11,10 @@ import pytest
 import torch
 from torch import nn
 
+from yacs.config import CfgNode as CN
+
 from mmn.config import load_config
+from mmn.config.defaults import register_model_config
 from mmn.data.annotations import load_annotations
 from mmn.data.features import HDF5FeatureReader, resample_clips
 from mmn.engine import launch
@@ -76,6 +79,9 @@ class ToyDataset(torch.utils.data.Dataset):
         return [r[3] for r in self.rows]
 
 
+register_model_config("TOY_REGRESSOR", CN({"DROPOUT": 0.2}))  # its own keys, declared beside it
+
+
 @register_model("TOY_REGRESSOR")
 class ToyRegressor(GroundingModel):
     """Regresses one (start, end) per query from the mean feature and the sentence length."""
@@ -83,7 +89,7 @@ class ToyRegressor(GroundingModel):
     def __init__(self, cfg):
         super().__init__(cfg)
         self.head = nn.Linear(FEAT_DIM + 1, 2)
-        self.dropout = nn.Dropout(0.2)  # so that exact resume needs the RNG state
+        self.dropout = nn.Dropout(cfg.MODEL.TOY_REGRESSOR.DROPOUT)  # so that exact resume needs the RNG state
 
     @classmethod
     def feature_dim(cls, cfg):
@@ -155,8 +161,10 @@ def weights(path):
     return torch.load(path, map_location="cpu", weights_only=False)["model"]
 
 
-def test_registered_through_the_contract_only():
+def test_registered_through_the_contract_only(catalog, tmp_path):
     assert MODEL_REGISTRY["TOY_REGRESSOR"] is ToyRegressor
+    cfg = toy_cfg(catalog, tmp_path, "MODEL.TOY_REGRESSOR.DROPOUT", "0.5")  # its config node takes overrides
+    assert ToyRegressor(cfg).dropout.p == 0.5
 
 
 def test_toy_model_trains_checkpoints_and_evaluates(catalog, tmp_path):

@@ -82,6 +82,43 @@ def test_cli_prints_and_writes_the_same(trained, tmp_path):
     np.testing.assert_allclose(np.array(written["moments"])[:, :2], np.array(q["top5"])[:, :2], atol=1e-3)
 
 
+def installed_script():
+    """The installed ``mmn-predict`` console script, when it runs this clone's code (pip install -e .)."""
+    import shutil
+
+    script = shutil.which("mmn-predict")
+    if script is None:
+        pytest.skip("mmn-predict is not installed (pip install -e .)")
+    probe = subprocess.run([sys.executable, "-c", "import mmn, os; print(os.path.dirname(os.path.dirname(mmn.__file__)))"],
+                           cwd="/", capture_output=True, text=True)
+    if os.path.realpath(probe.stdout.strip()) != os.path.realpath(ROOT):
+        pytest.skip(f"the installed mmn-predict runs {probe.stdout.strip()}, not this clone")
+    return script
+
+
+def test_installed_console_script_exits_0_and_prints_only_the_table(trained, tmp_path):
+    script = installed_script()
+    q = trained["results"]["queries"][0]
+    out = tmp_path / "pred.json"
+    # no --config: the checkpoint carries it
+    proc = subprocess.run([script, "--ckpt", trained["ckpt"], "--features", FEATURES, "--video-id", q["video"],
+                           "--duration", str(q["duration"]), "--query", q["sentence"], "--json", str(out),
+                           "MODEL.DEVICE", "cpu"],
+                          cwd=str(tmp_path), capture_output=True, text=True, timeout=300,
+                          env=dict(os.environ, HF_HUB_DISABLE_PROGRESS_BARS="1", PYTHONWARNINGS="ignore"))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = proc.stdout.strip().splitlines()
+    assert lines[0].startswith("+") and lines[-1].startswith("+") and all(l[0] in "+|" for l in lines)
+    assert "Prediction(" not in proc.stdout + proc.stderr and "score2d" not in proc.stdout + proc.stderr
+    assert json.loads(out.read_text())["queries"][0]["sentence"] == q["sentence"]
+    # a bad input: one line, status 2
+    proc = subprocess.run([script, "--ckpt", trained["ckpt"], "--features", str(tmp_path / "none.npy"),
+                           "--duration", "3", "--query", "a person"], cwd=str(tmp_path), capture_output=True, text=True,
+                          timeout=300, env=dict(os.environ, HF_HUB_DISABLE_PROGRESS_BARS="1", PYTHONWARNINGS="ignore"))
+    assert proc.returncode == 2 and proc.stderr.strip().splitlines() == [
+        f"mmn-predict: error: {tmp_path / 'none.npy'}: feature file not found"]
+
+
 def test_npy_features_give_the_same_answer(trained, tmp_path):
     predictor = Predictor.from_files(CONFIG, trained["ckpt"], trained["opts"])
     q = trained["results"]["queries"][0]

@@ -68,6 +68,10 @@ def runs(parity_text_encoder_dir, tmp_path_factory):
         "global_ddp2": run(te, base / "global_ddp2", "MODEL.MMN.LOSS.GLOBAL_NEGATIVES", "True", "MODEL.SYNC_BN",
                            "True", processes=2),
         "one": run(te, base / "one", "SOLVER.NUM_SHARDS", "1"),
+        "global_shards2": run(te, base / "global_shards2", "MODEL.MMN.LOSS.GLOBAL_NEGATIVES", "True",
+                              "SOLVER.NUM_SHARDS", "2"),
+        "global_only_ddp2": run(te, base / "global_only_ddp2", "MODEL.MMN.LOSS.GLOBAL_NEGATIVES", "True",
+                                processes=2),
     }
 
 
@@ -79,6 +83,14 @@ def test_one_process_with_two_shards_is_ddp_over_two_processes(runs):
 def test_global_negatives_and_sync_bn_make_training_independent_of_the_processes(runs):
     steps, weights = max_step_diff(runs["global_ddp2"], runs["one"])
     assert steps <= TOL and weights <= TOL, (steps, weights)
+
+
+def test_global_negatives_with_per_shard_batchnorm_in_one_process_is_ddp_over_two(runs):
+    # negatives from the whole batch, BatchNorm statistics per shard: the paper's BatchNorm, global negatives
+    steps, weights = max_step_diff(runs["global_only_ddp2"], runs["global_shards2"])
+    assert steps <= TOL and weights <= TOL, (steps, weights)
+    first = runs["global_shards2"]["steps"][0]["losses"], runs["shards2"]["steps"][0]["losses"]
+    assert abs(first[0]["loss_vid"] - first[1]["loss_vid"]) > 1e-3  # the negatives changed
 
 
 def test_the_two_settings_really_differ(runs):
@@ -180,3 +192,30 @@ def test_evaluation_is_independent_of_the_batch_size_and_the_processes(parity_cf
         top = torch.tensor(query["top5"], dtype=torch.float64)
         assert top[:, :2].tolist() == [[round(x, 4) for x in row] for row in results[0][1][q][kept].tolist()]
         assert torch.allclose(top[:, 2], results[0][2][q][kept].double(), atol=1e-4)
+
+
+def test_cnm_under_torchrun_keeps_both_parameter_groups_in_sync(tmp_path):
+    from mmn.demo import write_synthetic_charades
+
+    write_synthetic_charades(str(tmp_path / "data"), num_train_videos=16, num_test_videos=4, feat_dim=128, seed=0)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--nnodes=1",
+           "--master_addr=127.0.0.1", f"--master_port={_free_port()}",
+           os.path.join(ROOT, "tests", "helpers", "cnm_ddp.py"), str(tmp_path / "data"), str(tmp_path / "out")]
+    proc = subprocess.run(cmd, cwd=ROOT, env=dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=ROOT),
+                          capture_output=True, text=True, timeout=400)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    result = torch.load(tmp_path / "out" / "cnm_ddp.pt", weights_only=False)
+    assert result["world"] == 2
+    rank0, rank1 = result["ranks"]
+    assert torch.equal(rank0, rank1)  # generator (fc_mask_gen) and reconstructor alike
+    # and they are the weights rank 0 saved, trained (not the initial ones)
+    from mmn.config import load_config
+    from mmn.demo.__main__ import DEMO_MODELS
+    from mmn.modeling import build_model
+    from mmn.utils.checkpoint import load_model_weights
+
+    model = build_model(load_config(DEMO_MODELS["cnm"][0]))
+    initial = torch.cat([p.detach().reshape(-1) for p in model.parameters()])
+    load_model_weights(model, str(tmp_path / "out" / "model_1e.pth"))
+    saved = torch.cat([p.detach().reshape(-1) for p in model.parameters()])
+    assert torch.equal(saved, rank0) and not torch.equal(initial, rank0)

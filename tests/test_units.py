@@ -1,5 +1,6 @@
-"""Vectorised building blocks against plain reference computations written out in this file
-(Python loops or the official code's per-video formulation, from MMN_SPEC.md)."""
+"""Vectorised building blocks against plain reference computations (Python loops or the official code's
+per-video formulation, from MMN_SPEC.md): the shared ones of ``mmn.evaluation.reference``, and here the
+model's own (moment-map mask, proposal-conv weights, losses)."""
 import math
 import os
 
@@ -9,6 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from mmn.data.features import prepare_video_features, resample_clips
+from mmn.evaluation.reference import official_avgfeats, official_iou2d, segment_iou
 from mmn.modeling.mmn.feat2d import SparseMaxPool, sparse_moment_cells
 from mmn.modeling.mmn.loss import mutual_matching_loss, scaled_iou_bce_loss
 from mmn.modeling.mmn.proposal_conv import ProposalConv, mask_weights
@@ -16,21 +18,6 @@ from mmn.structures import iou2d_from_moments
 
 
 # --------------------------------------------------------------------------------------------- resampling
-
-def official_avgfeats(feats, num_pre_clips):
-    """The official per-video loop (2D-TAN / MMN ``avgfeats``)."""
-    num_src_clips = feats.size(0)
-    idxs = torch.arange(0, num_pre_clips + 1, 1.0) / num_pre_clips * num_src_clips
-    idxs = idxs.round().long().clamp(max=num_src_clips - 1)
-    meanfeats = []
-    for i in range(num_pre_clips):
-        s, e = idxs[i], idxs[i + 1]
-        if s < e:
-            meanfeats.append(feats[s:e].mean(dim=0))
-        else:
-            meanfeats.append(feats[s])
-    return torch.stack(meanfeats)
-
 
 @pytest.mark.parametrize("num_rows", [1, 2, 5, 15, 16, 17, 31, 100, 257])
 @pytest.mark.parametrize("num_segments", [16, 32])
@@ -60,18 +47,6 @@ def test_prepare_video_features_normalises_rows_first():
 
 # --------------------------------------------------------------------------------------------- iou2d
 
-def plain_iou2d(moment, duration, num_clips):
-    start, end = float(moment[0]), float(moment[1])
-    out = torch.zeros(num_clips, num_clips, dtype=torch.float64)
-    for i in range(num_clips):
-        for j in range(num_clips):
-            s, e = i * duration / num_clips, (j + 1) * duration / num_clips
-            inter = max(0.0, min(e, end) - max(s, start))
-            union = max(e, end) - min(s, start)
-            out[i, j] = inter / union
-    return out
-
-
 def test_iou2d_from_moments_matches_plain_loop():
     gen = torch.Generator().manual_seed(0)
     num_clips, num = 16, 12
@@ -83,7 +58,7 @@ def test_iou2d_from_moments_matches_plain_loop():
     ours = iou2d_from_moments(moments.float(), durations, num_clips)
     assert ours.shape == (num, num_clips, num_clips)
     for k in range(num):
-        expected = plain_iou2d(moments[k].float(), float(durations[k]), num_clips)
+        expected = official_iou2d(moments[k].float(), float(durations[k]), num_clips).double()
         assert (ours[k].double() - expected).abs().max().item() <= 1e-5, k
     assert ours[0, 0, -1].item() == pytest.approx(1.0)
     assert ours[1, 0, 0].item() == pytest.approx(1.0, abs=1e-5)
@@ -246,12 +221,6 @@ def official_bce(scores2d, iou2d, mask2d, min_iou, max_iou):
     return total / count
 
 
-def box_iou_1d(a, b):
-    inter = (torch.minimum(a[:, None, 1], b[None, :, 1]) - torch.maximum(a[:, None, 0], b[None, :, 0])).clamp(min=0)
-    union = torch.maximum(a[:, None, 1], b[None, :, 1]) - torch.minimum(a[:, None, 0], b[None, :, 0])
-    return inter / union
-
-
 def official_contrastive(feat2ds, sent_feats, iou2ds, gt_proposals, mask2d, top_k, tau_v, tau_s, margin,
                          neg_iou, sent_removal_iou, eps=1e-6):
     """The official ContrastiveLoss, per video, in its exp / sum / log form (lists per video in, as officially)."""
@@ -262,8 +231,8 @@ def official_contrastive(feat2ds, sent_feats, iou2ds, gt_proposals, mask2d, top_
     bounds = np.cumsum([0] + [len(s) for s in sent_feats])
     sent_mask = torch.ones(total, total, dtype=feat2ds.dtype)
     for i, gt in enumerate(gt_proposals):
-        sent_mask[bounds[i]:bounds[i + 1], bounds[i]:bounds[i + 1]] = (box_iou_1d(gt, gt) < sent_removal_iou).to(
-            feat2ds.dtype)
+        same_video = segment_iou(gt[:, None], gt[None]) < sent_removal_iou  # pairwise IoU of its sentences
+        sent_mask[bounds[i]:bounds[i + 1], bounds[i]:bounds[i + 1]] = same_video.to(feat2ds.dtype)
     sent_mask += torch.eye(total, dtype=feat2ds.dtype)
     vid_pos_list, vid_neg_list, sent_pos_list, sent_neg_list = [], [], [], []
     for i, (sent_feat, iou2d) in enumerate(zip(sent_feats, iou2ds)):

@@ -1,7 +1,8 @@
 """Default configuration.
 
 Key names are those of the official MMN release, so its YAML files load unchanged. Keys that the
-official code does not have are marked "(mmn)".
+official code does not have are marked "(mmn)". The framework's keys and MMN's (the official base) live
+here; every other model declares its ``MODEL.<NAME>`` node in its own folder (``register_model_config``).
 """
 from yacs.config import CfgNode as CN
 
@@ -21,6 +22,12 @@ _C.MODEL.SYNC_BN = False
 
 _C.INPUT = CN()
 _C.INPUT.NUM_PRE_CLIPS = 256
+# (mmn) the extractor of the clip features when they come from video files (mmn-extract), recorded in the
+# config of every checkpoint so that mmn-predict --video extracts exactly as the training features were;
+# ENCODER "" means features made elsewhere (the benchmarks' VGG / C3D / I3D), which no video can reproduce
+_C.INPUT.VIDEO = CN()
+_C.INPUT.VIDEO.ENCODER = ""  # from_pretrained name or local directory of a CLIP model (mmn-extract --encoder)
+_C.INPUT.VIDEO.FPS = 0.5     # frames sampled per second (mmn-extract --fps): one feature row per 1 / FPS s
 
 _C.DATASETS = CN()
 # used in best_<NAME>.pth; (mmn) derived from the splits' catalog entries when empty, checked against them when given
@@ -82,46 +89,10 @@ _C.MODEL.MMN.LOSS.TAU_VIDEO = 0.2
 _C.MODEL.MMN.LOSS.TAU_SENT = 0.2
 _C.MODEL.MMN.LOSS.MARGIN = 0.2
 # (mmn) the losses over the whole global batch: the contrastive negatives come from every shard and process
-# (gathered with their gradients), the means are over all its sentences. False: each shard's own (official)
+# (gathered with their gradients), the means are over all its sentences; BatchNorm stays per shard unless
+# MODEL.SYNC_BN. False: each shard's own losses (official)
 _C.MODEL.MMN.LOSS.GLOBAL_NEGATIVES = False
 
-# (mmn) CNM (weakly supervised, Gaussian-mask proposals; docs/CNM.md): the release's Charades-STA values
-_C.MODEL.CNM = CN()
-_C.MODEL.CNM.FRAME_DIM = 1024            # frame feature size (Charades I3D 1024; ActivityNet C3D 500, CLIP 512)
-_C.MODEL.CNM.WORD_DIM = 300              # GloVe
-_C.MODEL.CNM.HIDDEN_SIZE = 256           # hidden_size = d_model of the DualTransformer
-_C.MODEL.CNM.NUM_HEADS = 4
-_C.MODEL.CNM.NUM_LAYERS_1 = 3            # decoder1 (frames)
-_C.MODEL.CNM.NUM_LAYERS_2 = 3            # decoder2 (words)
-_C.MODEL.CNM.DROPOUT = 0.1               # on the input frame / word features
-_C.MODEL.CNM.TRANSFORMER_DROPOUT = 0.1   # after every transformer sub-layer
-_C.MODEL.CNM.ALPHA = 5.5                 # Gaussian sharpness (ActivityNet 5)
-_C.MODEL.CNM.MAX_WIDTH = 0.45            # predicted width scale (ActivityNet 1)
-_C.MODEL.CNM.MIN_WIDTH = 0.1             # width clamp inside the Gaussian mask (release constant)
-_C.MODEL.CNM.PROPOSAL_STRIDE = 4         # reconstructor sees NUM_FRAMES // 4 proposal positions
-_C.MODEL.CNM.MASK_DIVISOR = 3            # max(words // 3, 1) words masked
-_C.MODEL.CNM.USE_NEGATIVE = True
-# (mmn) how the generator reads (c, w): "last" = fc_mask_gen on the last frame state (the release);
-# "pooled" = fc_mask_gen on every frame, c = attention-weighted position (used by the synthetic demo)
-_C.MODEL.CNM.GENERATOR_HEAD = "last"
-_C.MODEL.CNM.VOCAB_SIZE = 1111           # kept training words (ActivityNet 8000); the output layer has VOCAB_SIZE + 1
-_C.MODEL.CNM.MAX_NUM_WORDS = 20
-_C.MODEL.CNM.NUM_FRAMES = 200            # frames resampled to this many (bin means, not L2-normalised)
-_C.MODEL.CNM.GLOVE = ""                  # .npz (words, vectors[, counts]) or GloVe text file; relative to DATASETS.ROOT
-_C.MODEL.CNM.FEATURE_FILE = ""           # HDF5 frame features; "" = the catalog's file; relative to DATASETS.ROOT
-_C.MODEL.CNM.FEATURE_KEY = "default"     # f[vid][KEY]; "default" = the catalog format's key, "" = f[vid] itself
-_C.MODEL.CNM.LOSS = CN()
-_C.MODEL.CNM.LOSS.BETA1 = 0.1
-_C.MODEL.CNM.LOSS.BETA2 = 0.15
-_C.MODEL.CNM.LOSS.LABEL_SMOOTHING = 0.1
-_C.MODEL.CNM.SOLVER = CN()
-_C.MODEL.CNM.SOLVER.LR = 4e-4
-_C.MODEL.CNM.SOLVER.WARMUP_UPDATES = 400
-_C.MODEL.CNM.SOLVER.WARMUP_INIT_LR = 1e-7
-_C.MODEL.CNM.SOLVER.BETAS = (0.9, 0.999)
-_C.MODEL.CNM.SOLVER.EPS = 1e-8
-_C.MODEL.CNM.SOLVER.WEIGHT_DECAY = 0.0
-_C.MODEL.CNM.SOLVER.MAX_GRAD_NORM = 10.0
 
 # (mmn) 2D-TAN (AAAI 2020, microsoft/2D-TAN; docs/TAN.md): the official key names under MODEL.TAN, the values of
 # its Charades-STA pool config (experiments/charades/2D-TAN-16x16-K5L8-pool.yaml); the GloVe width is 300
@@ -200,6 +171,22 @@ _C.OUTPUT_DIR = "."
 _C.SEED = 25285  # (mmn) seeds Python, numpy, torch and every loader worker
 
 
+# MODEL.<NAME> nodes that models declare in their own folders (register_model_config)
+_MODEL_NODES = {}
+
+
+def register_model_config(name, node):
+    """Declare a model's own config node ``MODEL.<name>`` (called by the model's package when imported)."""
+    if name in _C.MODEL or (name in _MODEL_NODES and _MODEL_NODES[name] is not node):
+        raise KeyError(f"config node MODEL.{name} declared twice")
+    _MODEL_NODES[name] = node
+
+
 def get_default_config():
-    """A fresh copy of the defaults."""
-    return _C.clone()
+    """A fresh copy of the defaults, with every registered model's node."""
+    from .. import modeling  # noqa: F401  (importing the models declares their nodes)
+
+    cfg = _C.clone()
+    for name, node in _MODEL_NODES.items():
+        cfg.MODEL[name] = node.clone()
+    return cfg

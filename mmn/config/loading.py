@@ -20,6 +20,8 @@ def load_config(config_file=None, opts=(), checkpoint=None):
     import yaml
 
     cfg = get_default_config()
+    if config_file and not os.path.isfile(config_file):
+        raise ConfigError(f"{config_file}: config file not found")
     if checkpoint:
         _merge_checkpoint_config(cfg, checkpoint, required=not config_file)
     if config_file:
@@ -48,6 +50,8 @@ def _merge_checkpoint_config(cfg, path, required):
     """Merge the config a checkpoint of ours carries (``Checkpointer.save`` stores ``cfg.dump()``)."""
     from ..utils.checkpoint import read_checkpoint
 
+    if not required and not os.path.isfile(path):
+        return  # the config file is enough; loading the weights will say the checkpoint is missing
     text = read_checkpoint(path).get("config")
     if not text:
         if required:

@@ -46,8 +46,6 @@ ADAPTERS = {
     "tacos": _tacos_adapter,
 }
 
-# where the clip features of a video sit inside the HDF5 file: f[vid] or f[vid][key]
-FEATURE_KEYS = {"charades": None, "activitynet": "c3d_features", "tacos": None}
 
 
 @dataclass

@@ -14,8 +14,11 @@ def build_dataset(cfg, split_name, is_train=False):
     """The dataset of catalog split ``split_name`` (e.g. ``charades_test``) in the form the config's model
     reads (its ``build_dataset``: MMN one item per video, CNM one item per query)."""
     from ..modeling import get_model_class
+    from ..video.provenance import check_video_extractor
 
-    dataset = get_model_class(cfg).build_dataset(cfg, get_entry(cfg, split_name), is_train=is_train)
+    entry = get_entry(cfg, split_name)
+    check_video_extractor(cfg, entry.feat_file)  # features of mmn-extract: INPUT.VIDEO must name their extractor
+    dataset = get_model_class(cfg).build_dataset(cfg, entry, is_train=is_train)
     dataset.split = split_name  # evaluation reads the split's catalog entry (IoU thresholds)
     return dataset
 

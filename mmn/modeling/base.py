@@ -119,7 +119,7 @@ class GroundingModel(nn.Module):
                     losses = forward(shard, epoch=epoch)
                 (losses["loss"] / len(shards)).backward()
             if len(shards) > 1:
-                first_shard_stats = _keep_first_shard_stats(self, first_shard_stats)
+                first_shard_stats = keep_first_shard_stats(self, first_shard_stats)
             for key, value in losses.items():
                 totals[key] = totals.get(key, 0.0) + float(value.detach()) / len(shards)
         if self.max_grad_norm > 0:
@@ -138,16 +138,18 @@ class GroundingModel(nn.Module):
         raise NotImplementedError(f"{type(self).__name__} must implement rank_moments")
 
 
-def _keep_first_shard_stats(model, saved):
-    """After the first shard, remember the BatchNorm running statistics; after later ones, put them back."""
+def keep_first_shard_stats(model, saved):
+    """After the first shard, remember the BatchNorm running statistics; after later ones, put them back.
+
+    Put back by rebinding the buffers to copies, not in place: a forward whose backward is still to come
+    holds the tensors it updated."""
     layers = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+    names = ("running_mean", "running_var", "num_batches_tracked")
     if saved is None:
-        return [[b.detach().clone() for b in (m.running_mean, m.running_var, m.num_batches_tracked)] for m in layers]
-    with torch.no_grad():
-        for m, (mean, var, count) in zip(layers, saved):
-            m.running_mean.copy_(mean)
-            m.running_var.copy_(var)
-            m.num_batches_tracked.copy_(count)
+        return [[getattr(m, n).detach().clone() for n in names] for m in layers]
+    for m, values in zip(layers, saved):
+        for name, value in zip(names, values):
+            setattr(m, name, value.clone())
     return saved
 
 

@@ -9,24 +9,11 @@ def segment_iou(a, b):
     return inter.clamp(min=0) / union
 
 
-def moment_grid(durations, num_clips):
-    """Seconds of every cell (i, j) of the moment map: [i * d / N, (j + 1) * d / N].
-
-    ``durations``: (B,) tensor; returns (B, N * N, 2) in row-major cell order. The arithmetic
-    follows the official ``score2d_to_moments_scores`` ((j + 1) * d / N) so that IoU ties break identically.
-    """
-    durations = torch.as_tensor(durations, dtype=torch.float64)
-    n = num_clips
-    grid = torch.stack(torch.meshgrid(torch.arange(n), torch.arange(n), indexing="ij"), dim=-1).reshape(-1, 2)
-    grid[:, 1] += 1
-    return grid[None].float() * durations.float()[:, None, None] / n
-
-
 def cell_iou_targets(moments, durations, rows, cols, num_clips):
     """IoU of map cells (rows[p], cols[p]) with each moment: (S, P) for moments (S, 2), durations (S,).
 
-    Cell (i, j) is [i * d / N, (j + 1) * d / N] in the float32 arithmetic of ``moment_grid`` (the
-    official one), so the values equal the official N x N targets bit for bit at those cells.
+    Cell (i, j) is [i * d / N, (j + 1) * d / N] in the float32 arithmetic of the official
+    ``score2d_to_moments_scores``, so the values equal the official N x N targets bit for bit at those cells.
     """
     d = torch.as_tensor(durations, dtype=torch.float64).to(moments.device).float()[:, None]
     start = rows.float()[None, :] * d / num_clips

@@ -108,10 +108,6 @@ class MMNDataset(torch.utils.data.Dataset):
     def get_duration(self, idx):
         return float(self.durations[idx])
 
-    def get_moment(self, idx):
-        start, end = self.sentence_range(idx)
-        return self.moments[start:end]
-
     def get_sentences(self, idx):
         start, end = self.sentence_range(idx)
         return self.sentences[start:end]

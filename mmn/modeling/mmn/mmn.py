@@ -1,7 +1,6 @@
 """MMN: Mutual Matching Network (AAAI 2022)."""
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from ...config.loading import ConfigError
 from ...data.features import prepare_video_features
@@ -9,7 +8,7 @@ from ...data.tokenization import load_tokenizer
 from ...evaluation import fused_top_moments
 from ...structures import cell_iou_targets
 from ...utils import comm
-from ..base import GroundingModel, RankedMoments
+from ..base import GroundingModel, RankedMoments, keep_first_shard_stats
 from ..registry import register_model
 from .batch import MMNBatch
 from .dataset import MMNDataset
@@ -61,6 +60,26 @@ def check_geometry(cfg):
     problem = sparse_map_lengths(counts, n)
     if problem:
         raise ConfigError(f"MODEL.MMN.FEAT2D.POOLING_COUNTS {counts} with MODEL.MMN.NUM_CLIPS {n}: {problem}")
+
+
+class ShardGroup:
+    """The shards of one process's batch, trained as one loss (GLOBAL_NEGATIVES): each shard is encoded
+    on its own (its own BatchNorm statistics, the first shard's running statistics kept), then the
+    losses see every shard's sentences and moments."""
+
+    def __init__(self, shards):
+        self.shards = list(shards)
+
+
+def shard_group_tensors(model, shards):
+    """``model.training_tensors`` of every shard, concatenated (video indices renumbered)."""
+    parts, saved, offset = [], None, 0
+    for shard in shards:
+        iou_scores, map2d, sent_feat, iou1d, moments, video_index = model.training_tensors(shard)
+        parts.append((iou_scores, map2d, sent_feat, iou1d, moments, video_index + offset))
+        offset += map2d.shape[0]
+        saved = keep_first_shard_stats(model, saved)
+    return tuple(torch.cat(column) for column in zip(*parts))
 
 
 def global_batch(iou_scores, map2d, sent_feat, iou1d, moments, video_index):
@@ -133,9 +152,12 @@ class MMN(GroundingModel):
         return list(self.text_encoder.bert.parameters())
 
     def train_step(self, batch, optimizer, epoch, forward=None):
+        """The contract's step; with GLOBAL_NEGATIVES the shards of a process form one loss (``ShardGroup``)."""
         if self.global_negatives and isinstance(batch, list) and len(batch) > 1:
-            raise ConfigError("MODEL.MMN.LOSS.GLOBAL_NEGATIVES takes the negatives of the whole batch, which "
-                              "SOLVER.NUM_SHARDS would split in each process: set SOLVER.NUM_SHARDS 0")
+            if forward is not None and forward is not self:
+                raise ConfigError("MODEL.MMN.LOSS.GLOBAL_NEGATIVES under torchrun takes one shard per process: "
+                                  "set SOLVER.NUM_SHARDS 0, or as many shards as processes")
+            batch = ShardGroup(batch)
         return super().train_step(batch, optimizer, epoch, forward)
 
     def rank_moments(self, outputs, batch, topk):
@@ -166,27 +188,42 @@ class MMN(GroundingModel):
         sent_feat, sent_feat_iou = self.text_encoder(batch.queries, batch.wordlens)
         return map2d_contrastive, map2d_iou, sent_feat, sent_feat_iou
 
-    def forward(self, batch, epoch=1):
-        """Training: dict of losses (loss_vid and loss_sent already weighted, "loss" the total).
-        Evaluation: dict with S x N x N "contrastive" and "iou" score maps (zero outside mask2d)."""
+    def training_tensors(self, batch):
+        """What the losses read: (iou scores S x N x N, contrastive maps B x C x N x N, sentence features S x C,
+        IoU targets S x P, moments S x 2, video index S)."""
         map2d_contrastive, map2d_iou, sent_feat, sent_feat_iou = self.encode(batch)
-        video_index = batch.video_index
         mask = self.mask2d.to(sent_feat.dtype)
-        iou_scores = (per_video_cosine(sent_feat_iou, map2d_iou, video_index, batch.num_sentences) * 10).sigmoid() * mask
+        iou_scores = per_video_cosine(sent_feat_iou, map2d_iou, batch.video_index, batch.num_sentences)
+        iou_scores = (iou_scores * 10).sigmoid() * mask
+        return iou_scores, map2d_contrastive, sent_feat, self.iou_targets(batch), batch.moments, batch.video_index
+
+    def forward(self, batch, epoch=1):
+        """Training: dict of losses (loss_vid and loss_sent already weighted, "loss" the total); a
+        ``ShardGroup`` (GLOBAL_NEGATIVES with several shards in one process) is one loss over all of them.
+        Evaluation: dict with S x N x N "contrastive" and "iou" score maps (zero outside mask2d)."""
         if self.training:
-            iou1d, moments = self.iou_targets(batch), batch.moments
+            if isinstance(batch, ShardGroup):
+                tensors = shard_group_tensors(self, batch.shards)
+            else:
+                tensors = self.training_tensors(batch)
             if self.global_negatives:  # every process computes the loss of the whole global batch
-                iou_scores, map2d_contrastive, sent_feat, iou1d, moments, video_index = global_batch(
-                    iou_scores, map2d_contrastive, sent_feat, iou1d, moments, video_index)
-            # losses in fp32 even under autocast (BCE is not autocast-safe; exp/log want the range)
-            with torch.autocast(device_type=iou_scores.device.type, enabled=False):
-                loss_iou = scaled_iou_bce_loss(iou_scores.float(), iou1d, self.mask2d, self.min_iou, self.max_iou)
-                loss_vid, loss_sent = mutual_matching_loss(map2d_contrastive.float(), sent_feat.float(), iou1d,
-                                                           moments, video_index, self.mask2d,
-                                                           **self.contrastive_args)
-            loss_vid, loss_sent = loss_vid * self.contrastive_weight, loss_sent * self.contrastive_weight
-            contrastive_scale = 1.0 if epoch <= self.only_iou_epochs else 0.01
-            loss = loss_iou + (loss_sent + loss_vid) * contrastive_scale
-            return {"loss": loss, "loss_iou": loss_iou, "loss_vid": loss_vid, "loss_sent": loss_sent}
+                tensors = global_batch(*tensors)
+            return self.losses(*tensors, epoch=epoch)
+        map2d_contrastive, map2d_iou, sent_feat, sent_feat_iou = self.encode(batch)
+        mask = self.mask2d.to(sent_feat.dtype)
+        video_index = batch.video_index
+        iou_scores = (per_video_cosine(sent_feat_iou, map2d_iou, video_index, batch.num_sentences) * 10).sigmoid() * mask
         contrastive = per_video_cosine(sent_feat, map2d_contrastive, video_index, batch.num_sentences) * mask
         return {"contrastive": contrastive, "iou": iou_scores}
+
+    def losses(self, iou_scores, map2d_contrastive, sent_feat, iou1d, moments, video_index, epoch=1):
+        """The official losses of a batch's training tensors."""
+        # losses in fp32 even under autocast (BCE is not autocast-safe; exp/log want the range)
+        with torch.autocast(device_type=iou_scores.device.type, enabled=False):
+            loss_iou = scaled_iou_bce_loss(iou_scores.float(), iou1d, self.mask2d, self.min_iou, self.max_iou)
+            loss_vid, loss_sent = mutual_matching_loss(map2d_contrastive.float(), sent_feat.float(), iou1d,
+                                                       moments, video_index, self.mask2d, **self.contrastive_args)
+        loss_vid, loss_sent = loss_vid * self.contrastive_weight, loss_sent * self.contrastive_weight
+        contrastive_scale = 1.0 if epoch <= self.only_iou_epochs else 0.01
+        loss = loss_iou + (loss_sent + loss_vid) * contrastive_scale
+        return {"loss": loss, "loss_iou": loss_iou, "loss_vid": loss_vid, "loss_sent": loss_sent}
