@@ -87,7 +87,7 @@ def test_zero_score_candidates_switch():
 def test_eval_grid_is_k_over_t_times_d():
     """The eval grid rounds as (k / T) x d, the targets' grid as (k x d) / T: the same for a power-of-two T
     (every official config), different otherwise."""
-    from mmn.structures import moment_grid
+    from mmn.modeling.tan.data import target_grid
 
     d = torch.tensor([30.38, 33.54, 37.79, 17.2], dtype=torch.float64)
     for t in (16, 12):
@@ -96,7 +96,8 @@ def test_eval_grid_is_k_over_t_times_d():
         assert (grid[:, 0, :, 0] == 0).all()
         assert torch.equal(grid[:, 0, :, 1], (k[1:] / t)[None] * d.float()[:, None])
         assert torch.equal(grid[:, :, 0, 0], (k[:-1] / t)[None] * d.float()[:, None])
-        assert torch.equal(grid.reshape(4, -1, 2), moment_grid(d, t)) == (t == 16)
+        targets = torch.stack([target_grid(float(x), t) for x in d])
+        assert torch.equal(grid, targets) == (t == 16)
 
 
 def test_recall_strict_and_inclusive():

@@ -2,10 +2,10 @@
 
 Shared with the framework: the annotation adapters (``load_annotations``: the JSON form of the
 official annotations, one format for every model), the HDF5 reader, the resampling rule
-(``resample_clips`` is the official ``average_to_fixed_length`` bit for bit), the moment-map grid
-(``moment_grid``: [k x d / T] in float32, the official target grid) and ``segment_iou``, and the GloVe
-text reader. 2D-TAN's own: the whitespace tokens, the per-item IoU map in float64 with the ground truth
-rounded to float32 (``torch.tensor([s, e])`` in the official loaders), and the padding collate.
+(``resample_clips`` is the official ``average_to_fixed_length`` bit for bit), ``segment_iou`` and the
+GloVe text reader. 2D-TAN's own: the whitespace tokens, the per-item IoU map in float64 on the float32
+(k x d) / T grid with the ground truth rounded to float32 (``torch.tensor([s, e])`` in the official
+loaders), and the padding collate.
 """
 import logging
 import os
@@ -15,10 +15,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ...data.annotations import FEATURE_KEYS, load_annotations
+from ...data.annotations import load_annotations
 from ...data.features import HDF5FeatureReader, resample_clips
 from ...data.glove import load_glove_npz, load_glove_text
-from ...structures import moment_grid, segment_iou
+from ...structures import segment_iou
 
 logger = logging.getLogger(__name__)
 
@@ -83,12 +83,21 @@ def load_word_vectors(path, words, dim):
 
 
 # ---------------------------------------------------------------------------- targets
+def target_grid(duration, num_clips):
+    """T x T x 2 float32 seconds of every cell (i, j): [i x d / T, (j + 1) x d / T], computed as (k x d) / T
+    (``charades.py:66-71``, the arithmetic of the shared ``cell_iou_targets`` and of MMN's targets)."""
+    k = torch.arange(num_clips + 1, dtype=torch.float32) * float(duration) / num_clips
+    start = k[:-1, None].expand(num_clips, num_clips)
+    end = k[None, 1:].expand(num_clips, num_clips)
+    return torch.stack([start, end], dim=-1)
+
+
 def iou_map(moment, duration, num_clips):
-    """T x T float64 IoU of every cell (i, j) = [i x d / T, (j + 1) x d / T] (float32) with ``moment``,
-    rounded to float32 first as the official loaders do; 0 where j < i."""
-    grid = moment_grid(torch.tensor([float(duration)], dtype=torch.float64), num_clips)[0].double()
+    """T x T float64 IoU of every cell of ``target_grid`` with ``moment``, the ground truth rounded to
+    float32 first as the official loaders do (``torch.tensor([s, e])``), the IoU in float64 as their numpy
+    ``iou``; 0 where j < i. (The shared ``cell_iou_targets`` takes the IoU in float32.)"""
     gt = torch.tensor([float(moment[0]), float(moment[1])], dtype=torch.float32).double()
-    return segment_iou(grid, gt).reshape(num_clips, num_clips)
+    return segment_iou(target_grid(duration, num_clips).double(), gt)
 
 
 def prepare_features(raw, num_sample_clips, normalize):
@@ -149,7 +158,7 @@ class TANDataset(torch.utils.data.Dataset):
     """The queries of an annotation file in file order; item = one (video, sentence) pair."""
 
     def __init__(self, ann_file, feat_file, fmt, word_vectors, num_sample_clips, num_clips, normalize=False,
-                 feat_key="default", feat_dim=None, check_features=True, feat_dim_key=None):
+                 feat_key=None, feat_dim=None, check_features=True, feat_dim_key=None):
         self.ann_file, self.feat_file, self.format = ann_file, feat_file, fmt
         self.num_sample_clips, self.num_clips, self.normalize = num_sample_clips, num_clips, normalize
         videos, self.stats = load_annotations(ann_file, fmt)
@@ -170,8 +179,8 @@ class TANDataset(torch.utils.data.Dataset):
         if unknown:
             logger.info("%s: %d of %d tokens are not in the word vectors (zero vectors, as the official <unk>)",
                         ann_file, unknown, sum(map(len, self.tokens)))
-        key = FEATURE_KEYS[fmt] if feat_key == "default" else (feat_key or None)
-        self.features = HDF5FeatureReader(feat_file, key=key, feat_dim=feat_dim, dim_key=feat_dim_key)
+        # the catalog entry's HDF5 key: None reads f[vid], else f[vid][feat_key] (ActivityNet's c3d_features)
+        self.features = HDF5FeatureReader(feat_file, key=feat_key or None, feat_dim=feat_dim, dim_key=feat_dim_key)
         if check_features:
             self.features.check_videos(sorted(set(self.vids)))
             self.features.close()

@@ -123,10 +123,9 @@ class TAN(GroundingModel):
     @classmethod
     def build_dataset(cls, cfg, entry, is_train=False):
         c = cfg.MODEL.TAN
-        feat_key = getattr(entry, "feat_key", "default")
         return TANDataset(entry.ann_file, entry.feat_file, entry.format,
                           lambda words: cls.word_vectors(cfg, words), c.NUM_SAMPLE_CLIPS, num_map_clips(cfg),
-                          normalize=c.NORMALIZE, feat_key=feat_key, feat_dim=c.FRAME_MODULE.INPUT_SIZE,
+                          normalize=c.NORMALIZE, feat_key=entry.feat_key, feat_dim=c.FRAME_MODULE.INPUT_SIZE,
                           feat_dim_key="MODEL.TAN.FRAME_MODULE.INPUT_SIZE")
 
     @classmethod
