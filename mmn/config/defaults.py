@@ -94,49 +94,6 @@ _C.MODEL.MMN.LOSS.MARGIN = 0.2
 _C.MODEL.MMN.LOSS.GLOBAL_NEGATIVES = False
 
 
-# (mmn) 2D-TAN (AAAI 2020, microsoft/2D-TAN; docs/TAN.md): the official key names under MODEL.TAN, the values of
-# its Charades-STA pool config (experiments/charades/2D-TAN-16x16-K5L8-pool.yaml); the GloVe width is 300
-_C.MODEL.TAN = CN()
-_C.MODEL.TAN.NUM_SAMPLE_CLIPS = 256      # DATASET.NUM_SAMPLE_CLIPS: raw clips resampled to this many
-_C.MODEL.TAN.TARGET_STRIDE = 16          # DATASET.TARGET_STRIDE: the map is T x T, T = NUM_SAMPLE_CLIPS // TARGET_STRIDE
-_C.MODEL.TAN.NORMALIZE = False           # DATASET.NORMALIZE: L2-normalise each raw clip before resampling
-_C.MODEL.TAN.GLOVE = ""                  # GloVe text file (glove.6B.300d.txt) or .npz (words, vectors); rel. to DATASETS.ROOT
-_C.MODEL.TAN.FRAME_MODULE = CN()         # FrameAvgPool
-_C.MODEL.TAN.FRAME_MODULE.INPUT_SIZE = 4096
-_C.MODEL.TAN.FRAME_MODULE.HIDDEN_SIZE = 512
-_C.MODEL.TAN.FRAME_MODULE.KERNEL_SIZE = 16
-_C.MODEL.TAN.FRAME_MODULE.STRIDE = 16
-_C.MODEL.TAN.PROP_MODULE = CN()
-_C.MODEL.TAN.PROP_MODULE.NAME = "SparsePropMaxPool"  # or "SparsePropConv"
-_C.MODEL.TAN.PROP_MODULE.NUM_SCALE_LAYERS = [16]
-_C.MODEL.TAN.PROP_MODULE.HIDDEN_SIZE = 512           # SparsePropConv only
-_C.MODEL.TAN.FUSION_MODULE = CN()        # BaseFusion
-_C.MODEL.TAN.FUSION_MODULE.HIDDEN_SIZE = 512
-_C.MODEL.TAN.FUSION_MODULE.TXT_INPUT_SIZE = 300
-_C.MODEL.TAN.FUSION_MODULE.TXT_HIDDEN_SIZE = 512
-_C.MODEL.TAN.FUSION_MODULE.LSTM = CN()
-_C.MODEL.TAN.FUSION_MODULE.LSTM.NUM_LAYERS = 3
-_C.MODEL.TAN.FUSION_MODULE.LSTM.BIDIRECTIONAL = False
-_C.MODEL.TAN.MAP_MODULE = CN()           # MapConv
-_C.MODEL.TAN.MAP_MODULE.INPUT_SIZE = 512
-_C.MODEL.TAN.MAP_MODULE.HIDDEN_SIZES = [512] * 8
-_C.MODEL.TAN.MAP_MODULE.KERNEL_SIZES = [5] * 8
-_C.MODEL.TAN.MAP_MODULE.STRIDES = [1] * 8
-_C.MODEL.TAN.MAP_MODULE.PADDINGS = [16, 0, 0, 0, 0, 0, 0, 0]
-_C.MODEL.TAN.MAP_MODULE.DILATIONS = [1] * 8
-_C.MODEL.TAN.PRED_INPUT_SIZE = 512
-_C.MODEL.TAN.LOSS = CN()                 # bce_rescale_loss
-_C.MODEL.TAN.LOSS.MIN_IOU = 0.5
-_C.MODEL.TAN.LOSS.MAX_IOU = 1.0
-_C.MODEL.TAN.LOSS.BIAS = 0.0
-_C.MODEL.TAN.SOLVER = CN()               # Adam + ReduceLROnPlateau stepped on -val_loss (official sign)
-_C.MODEL.TAN.SOLVER.LR = 1e-4
-_C.MODEL.TAN.SOLVER.WEIGHT_DECAY = 0.0
-_C.MODEL.TAN.SOLVER.FACTOR = 0.8
-_C.MODEL.TAN.SOLVER.PATIENCE = 20
-_C.MODEL.TAN.SOLVER.PLATEAU_SIGN = -1.0  # the scheduler sees SIGN x val loss: -1 official, +1 a plateau on the loss
-_C.MODEL.TAN.ZERO_SCORE_CANDIDATES = True  # masked cells (score 0) are ranked last, as the official eval; False: MMN's
-
 _C.SOLVER = CN()
 _C.SOLVER.MAX_EPOCH = 12
 _C.SOLVER.LR = 0.01
