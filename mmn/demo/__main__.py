@@ -27,6 +27,7 @@ DEMO_MODELS = {
     "mmn": (os.path.join(_CONFIGS, "demo_synthetic.yaml"),
             lambda: ["MODEL.MMN.TEXT_ENCODER.PRETRAINED", resolve_offline_text_encoder()]),
     "cnm": (os.path.join(_CONFIGS, "cnm_demo_synthetic.yaml"), lambda: ["MODEL.CNM.GLOVE", DEMO_GLOVE]),
+    "tan": (os.path.join(_CONFIGS, "tan_demo_synthetic.yaml"), lambda: ["MODEL.TAN.GLOVE", DEMO_GLOVE]),
 }
 # the sentence-blind baselines pick moments on the MMN demo's 16-clip grid, whatever the model
 BASELINE_GRID = (16, [15])
@@ -49,7 +50,7 @@ def main(argv=None):
     parser.add_argument("--overwrite", action="store_true", help="replace a previous run in --output-dir")
     parser.add_argument("--data-dir", default=None, help="where the synthetic dataset is written (default OUTPUT/data)")
     parser.add_argument("--model", choices=sorted(DEMO_MODELS), default="mmn",
-                        help="mmn (fully supervised) or cnm (weakly supervised: timestamps only for evaluation)")
+                        help="mmn (fully supervised), cnm (weakly supervised: timestamps only for evaluation) or tan (2D-TAN)")
     parser.add_argument("--config-file", default=None, help="default: configs/<model's demo config>")
     parser.add_argument("--train-videos", type=int, default=600)
     parser.add_argument("--test-videos", type=int, default=200)
