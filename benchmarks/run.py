@@ -137,7 +137,7 @@ def worker_eval(spec):
     from mmn.data.catalog import builtin_entries
     from mmn.evaluation import evaluate_predictions
     from mmn.evaluation.reference import official_evaluate
-    from mmn.modeling.mmn.feat2d import sparse_moment_cells
+    from mmn.structures.moment_map import sparse_moment_cells
 
     cfg = _load_cfg(spec)
     name = spec["dataset"]

@@ -155,7 +155,7 @@ def test_resample_clips_is_the_official_avgfeats_bit_for_bit(num_segments):
 
 @pytest.mark.parametrize("n", [8, 16, 64, 128])
 def test_cell_iou_targets_match_the_official_grid_arithmetic(n):
-    from mmn.modeling.mmn.feat2d import sparse_moment_cells
+    from mmn.structures.moment_map import sparse_moment_cells
     from mmn.structures import cell_iou_targets
 
     gen = torch.Generator().manual_seed(n)

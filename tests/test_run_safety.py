@@ -149,3 +149,16 @@ def test_mistyped_split_or_dataset_name_stops_at_the_config(parity_text_encoder_
 def test_resume_parses_anywhere(argv, resume, opts):
     args = parse_args(argument_parser("train"), argv)
     assert args.resume == resume and args.opts == opts and args.config_file == "c.yaml"
+
+
+def test_atomic_write_never_replaces_a_device_or_folder(tmp_path):
+    from mmn.utils.checkpoint import CheckpointError, atomic_write_text
+
+    with pytest.raises(CheckpointError, match="not a regular file"):
+        atomic_write_text("x", os.devnull)
+    assert not os.path.isfile(os.devnull)  # still the device
+    (tmp_path / "folder").mkdir()
+    with pytest.raises(CheckpointError, match="not a regular file"):
+        atomic_write_text("x", str(tmp_path / "folder"))
+    atomic_write_text("x", str(tmp_path / "file.txt"))
+    assert (tmp_path / "file.txt").read_text() == "x"

@@ -11,9 +11,10 @@ import torch.nn.functional as F
 
 from mmn.data.features import prepare_video_features, resample_clips
 from mmn.evaluation.reference import official_avgfeats, official_iou2d, segment_iou
-from mmn.modeling.mmn.feat2d import SparseMaxPool, sparse_moment_cells
+from mmn.modeling.mmn.feat2d import SparseMaxPool
+from mmn.structures.moment_map import mask_weights, sparse_moment_cells
 from mmn.modeling.mmn.loss import mutual_matching_loss, scaled_iou_bce_loss
-from mmn.modeling.mmn.proposal_conv import ProposalConv, mask_weights
+from mmn.modeling.mmn.proposal_conv import ProposalConv
 from mmn.structures import iou2d_from_moments
 
 

@@ -10,7 +10,7 @@ import torch
 
 from ..data import get_entry
 from ..evaluation import metric_spec, recall_table
-from ..modeling.mmn.feat2d import sparse_moment_cells
+from ..structures.moment_map import sparse_moment_cells
 from ..structures import segment_iou
 
 
@@ -93,7 +93,7 @@ def prior_moments(train_moments, train_durations, test_durations, num_clips, poo
 
 
 def baseline_tables(train_moments, train_durations, test_moments, test_durations, num_clips, pooling_counts,
-                    seed=0, k=5, iou_thresholds=(0.5, 0.7), recalls=None):
+                    seed=0, k=5, iou_thresholds=(0.5, 0.7), recalls=None, strict=False):
     """Recall tables of both baselines on the test split: ``{"random": metrics, "prior": metrics}``.
 
     ``*_moments``: (Q, 2) seconds (float32, per query), ``*_durations``: (Q,) seconds (per query);
@@ -109,12 +109,12 @@ def baseline_tables(train_moments, train_durations, test_moments, test_durations
     for i, threshold in enumerate(sorted(thresholds)):
         fixed = prior_moments(train_moments, train_durations, test_durations, num_clips, pooling_counts, k=k,
                               iou_threshold=threshold)
-        table = recall_table(fixed, test_moments, thresholds, recalls=recalls)
+        table = recall_table(fixed, test_moments, thresholds, recalls=recalls, strict=strict)
         prior.update({key: v for key, v in table.items() if key.endswith(f"IoU@{threshold:.1f}")})
         if i == 0:
             prior["mIoU"] = table["mIoU"]
     prior = {key: prior[key] for key in table}  # the recall table's key order
-    return {"random": recall_table(rand, test_moments, thresholds, recalls=recalls), "prior": prior}
+    return {"random": recall_table(rand, test_moments, thresholds, recalls=recalls, strict=strict), "prior": prior}
 
 
 def per_query(dataset):
@@ -127,9 +127,10 @@ def dataset_baseline_tables(cfg, train_dataset, test_dataset, seed=None, num_cli
     """``baseline_tables`` for two datasets with the metrics the config's model reports (thresholds and
     ranks of ``metric_spec``, for a model that returns ``num_moments`` per query); the grid defaults to
     the config's MMN grid; seed to cfg.SEED."""
-    thresholds, recalls, _ = metric_spec(cfg, get_entry(cfg, test_dataset.split), num_moments=num_moments)
+    thresholds, recalls, strict = metric_spec(cfg, get_entry(cfg, test_dataset.split), num_moments=num_moments)
     train_moments, train_durations = per_query(train_dataset)
     test_moments, test_durations = per_query(test_dataset)
     return baseline_tables(train_moments, train_durations, test_moments, test_durations,
                            num_clips or cfg.MODEL.MMN.NUM_CLIPS, pooling_counts or cfg.MODEL.MMN.FEAT2D.POOLING_COUNTS,
-                           seed=cfg.SEED if seed is None else seed, iou_thresholds=thresholds, recalls=recalls)
+                           seed=cfg.SEED if seed is None else seed, iou_thresholds=thresholds, recalls=recalls,
+                           strict=strict)

@@ -85,8 +85,12 @@ def temporary_prefix(path):
 def atomic_write(path, mode, write):
     """Call ``write(file)`` on a temporary file in the same folder, fsync, then rename over ``path``.
 
-    A crash at any point leaves either the previous file or the complete new one.
+    A crash at any point leaves either the previous file or the complete new one. A path that exists
+    but is no regular file (a device such as /dev/null, a folder) is refused: renaming over it would
+    replace it.
     """
+    if os.path.exists(path) and not os.path.isfile(path):
+        raise CheckpointError(f"{path}: exists and is not a regular file; give a file path to write")
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=temporary_prefix(path), dir=folder)

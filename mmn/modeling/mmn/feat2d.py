@@ -3,47 +3,7 @@ import torch
 from torch import nn
 
 from ...config.loading import ConfigError
-
-
-def sparse_moment_cells(pooling_counts, num_clips):
-    """The valid-cell mask (N x N bool) and, per pooling step, the (rows, cols) it fills.
-
-    Diagonal offsets grow by ``stride``; the stride doubles after each group of POOLING_COUNTS.
-    """
-    n = num_clips
-    mask2d = torch.zeros(n, n, dtype=torch.bool)
-    mask2d[range(n), range(n)] = True
-    stride, offset = 1, 0
-    cells = []
-    for count in pooling_counts:
-        for _ in range(count):
-            offset += stride
-            i, j = list(range(0, n - offset, stride)), list(range(offset, n, stride))
-            mask2d[i, j] = True
-            cells.append((i, j))
-        stride *= 2
-    return mask2d, cells
-
-
-def sparse_map_lengths(pooling_counts, num_clips):
-    """Why the pooling steps of ``pooling_counts`` cannot fill an N x N map, or "" when they can.
-
-    Each step shortens the sequence (kernel 2 stride 1, or kernel 3 stride 2 at a group's start) and
-    writes it on one diagonal, so its output length must equal that diagonal's number of cells.
-    """
-    _, cells = sparse_moment_cells(pooling_counts, num_clips)
-    length, step = num_clips, 0
-    for group, count in enumerate(pooling_counts):
-        for k in range(count):
-            kernel, stride = (3, 2) if group > 0 and k == 0 else (2, 1)
-            if length < kernel:
-                return f"pooling step {step + 1} needs at least {kernel} clips, {length} are left"
-            length = (length - kernel) // stride + 1
-            if length != len(cells[step][0]):
-                return (f"pooling step {step + 1} gives {length} cells for a diagonal of {len(cells[step][0])}; "
-                        "fewer or smaller pooling counts fit")
-            step += 1
-    return ""
+from ...structures.moment_map import sparse_moment_cells
 
 
 class _SparseMap(nn.Module):

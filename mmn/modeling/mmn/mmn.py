@@ -12,7 +12,8 @@ from ..base import GroundingModel, RankedMoments, keep_first_shard_stats
 from ..registry import register_model
 from .batch import MMNBatch
 from .dataset import MMNDataset
-from .feat2d import build_feat2d, sparse_map_lengths
+from ...structures.moment_map import sparse_map_lengths
+from .feat2d import build_feat2d
 from .featpool import build_featpool
 from .loss import mutual_matching_loss, scaled_iou_bce_loss
 from .proposal_conv import ProposalConv

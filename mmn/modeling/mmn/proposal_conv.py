@@ -3,23 +3,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-
-def mask_weights(mask2d, convs):
-    """Per conv layer, the official mask weight: 1 / (number of valid inputs under the kernel).
-
-    Starting from ``mask2d``, each layer convolves the previous (padded) mask with a ones kernel of
-    that layer's size, stride, padding and dilation, rounds, and inverts the non-zero counts; the
-    next mask is weight > 0. Computed once: it depends only on the mask, not on the features.
-    """
-    weights = []
-    mask = mask2d[None, None].float()
-    for conv in convs:
-        ones = torch.ones(1, 1, *conv.kernel_size, device=mask.device)
-        count = torch.round(F.conv2d(mask, ones, stride=conv.stride, padding=conv.padding, dilation=conv.dilation))
-        weight = torch.where(count > 0, 1 / count.clamp(min=1), torch.zeros_like(count))
-        weights.append(weight[0, 0])
-        mask = (weight > 0).float()
-    return weights
+from ...structures.moment_map import mask_weights
 
 
 def plan_tiles(active, tile_rows):

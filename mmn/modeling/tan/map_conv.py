@@ -8,7 +8,7 @@ output is not re-masked (the prediction layer is).
 """
 from torch import nn
 
-from ..mmn.proposal_conv import mask_weights
+from ...structures.moment_map import mask_weights
 
 
 class MapConv(nn.Module):

@@ -9,7 +9,7 @@ the previous output, and written to its diagonal of the map in one indexed assig
 import torch
 from torch import nn
 
-from ..mmn.feat2d import sparse_moment_cells
+from ...structures.moment_map import sparse_moment_cells
 
 
 def tan_moment_cells(num_scale_layers, num_clips):
