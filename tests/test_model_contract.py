@@ -213,3 +213,14 @@ def test_test_net_and_predictor_need_only_the_checkpoint(catalog, tmp_path, caps
     (prediction,) = predictor.predict(features, 30.0, ["a person walks in."], topk=5)
     assert len(prediction.moments) == 1 and prediction.score2d is None
     assert 0 <= prediction.moments[0].start <= prediction.moments[0].end <= 30.0
+
+
+def test_a_checkpoint_with_another_process_s_model_nodes_still_loads(tmp_path):
+    """A config dumped where a plugin model declared MODEL.<X> loads where that plugin is absent."""
+    from mmn.config import get_default_config
+    from mmn.utils.checkpoint import atomic_save
+
+    cfg = get_default_config()
+    cfg.MODEL.PLUGIN_ELSEWHERE = CN({"SIZE": 3})
+    atomic_save({"model": {}, "config": cfg.dump()}, str(tmp_path / "c.pth"))
+    assert "PLUGIN_ELSEWHERE" not in load_config(None, checkpoint=str(tmp_path / "c.pth")).MODEL

@@ -59,7 +59,12 @@ def _merge_checkpoint_config(cfg, path, required):
                               "give --config-file")
         return
     try:
-        cfg.merge_from_other_cfg(cfg.load_cfg(text))
+        stored = cfg.load_cfg(text)
+        # nodes of other models that were registered in the process that saved it (plugins) are not ours
+        for name in [k for k, v in stored.MODEL.items() if isinstance(v, type(stored)) and k not in cfg.MODEL
+                     and k != stored.MODEL.get("ARCHITECTURE")]:
+            del stored.MODEL[name]
+        cfg.merge_from_other_cfg(stored)
     except (KeyError, ValueError, AssertionError) as err:
         raise ConfigError(f"{path}: its stored config does not fit this version: {_describe(err)}") from err
 
