@@ -29,6 +29,12 @@ def _seed_worker(worker_id):
     random.seed(seed)
 
 
+def dataset_entry(cfg, dataset):
+    """The catalog entry ``dataset`` was built from (``build_dataset`` records its split); a dataset made
+    by hand is taken for the config's first test split."""
+    return get_entry(cfg, getattr(dataset, "split", None) or cfg.DATASETS.TEST[0])
+
+
 def num_shards(cfg):
     """SOLVER.NUM_SHARDS, the number of shards the global training batch is split into (0: one per process);
     a multiple of the number of processes that divides SOLVER.BATCH_SIZE."""

@@ -8,7 +8,7 @@ Everything is vectorised over queries; the only Python loops are over the k rank
 """
 import torch
 
-from ..data import get_entry
+from ..data.build import dataset_entry
 from ..evaluation import metric_spec, recall_table
 from ..structures.moment_map import sparse_moment_cells
 from ..structures import segment_iou
@@ -127,7 +127,7 @@ def dataset_baseline_tables(cfg, train_dataset, test_dataset, seed=None, num_cli
     """``baseline_tables`` for two datasets with the metrics the config's model reports (thresholds and
     ranks of ``metric_spec``, for a model that returns ``num_moments`` per query); the grid defaults to
     the config's MMN grid; seed to cfg.SEED."""
-    thresholds, recalls, strict = metric_spec(cfg, get_entry(cfg, test_dataset.split), num_moments=num_moments)
+    thresholds, recalls, strict = metric_spec(cfg, dataset_entry(cfg, test_dataset), num_moments=num_moments)
     train_moments, train_durations = per_query(train_dataset)
     test_moments, test_durations = per_query(test_dataset)
     return baseline_tables(train_moments, train_durations, test_moments, test_durations,

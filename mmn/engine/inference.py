@@ -5,7 +5,7 @@ import torch
 from terminaltables import AsciiTable
 from tqdm import tqdm
 
-from ..data import get_entry
+from ..data.build import dataset_entry
 from ..evaluation import metric_spec, recall_table
 from ..utils import comm
 from ..utils.speed import autocast
@@ -50,7 +50,7 @@ def run_inference(model, loader, device, topk=5, amp=False, keep_maps=0):
 def recall_metrics(cfg, dataset, moments):
     """The recall table of ranked ``moments`` (Q x k x 2) against ``dataset``'s ground truth, at the
     thresholds of its catalog entry (or TEST.IOU_THRESHOLDS) and the ranks of TEST.RECALLS."""
-    thresholds, recalls, strict = metric_spec(cfg, get_entry(cfg, dataset.split), num_moments=moments.shape[1])
+    thresholds, recalls, strict = metric_spec(cfg, dataset_entry(cfg, dataset), num_moments=moments.shape[1])
     metrics = recall_table(moments, dataset.query_moments(), thresholds, recalls=recalls, strict=strict)
     logger.info("Evaluation on %s (%d items, %d queries)\n%s", dataset.ann_file, len(dataset),
                 dataset.num_queries, format_recall_table(metrics))
