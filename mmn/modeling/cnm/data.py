@@ -5,7 +5,7 @@ carried in the batch for evaluation only; the model never reads them (CNM is wea
 """
 import logging
 import os
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -15,13 +15,14 @@ from ...data.annotations import AnnotationError, load_annotations
 from ...data.catalog import get_entry
 from ...data.features import HDF5FeatureReader, resample_clips
 from ...data.glove import load_glove_text
+from ...structures.batch import TensorBatch
 from .text import CNMVocabulary, tokenize
 
 logger = logging.getLogger(__name__)
 
 
 @dataclass
-class CNMBatch:
+class CNMBatch(TensorBatch):
     frames_feat: torch.Tensor  # B x P x D float32 (P = MODEL.CNM.NUM_FRAMES)
     frames_len: torch.Tensor   # B long
     words_id: torch.Tensor     # B x L kept-word ids (0 = padding), L = longest query of the batch
@@ -32,11 +33,6 @@ class CNMBatch:
     moments: torch.Tensor      # B x 2 float32 seconds (evaluation ONLY: never read by the model)
     indices: torch.Tensor      # B query indices in the dataset
 
-    def to(self, device, non_blocking=False):
-        return CNMBatch(**{f.name: getattr(self, f.name).to(device, non_blocking=non_blocking) for f in fields(self)})
-
-    def pin_memory(self):
-        return CNMBatch(**{f.name: getattr(self, f.name).pin_memory() for f in fields(self)})
 
     @property
     def query_indices(self):

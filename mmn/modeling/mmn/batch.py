@@ -1,11 +1,13 @@
 """MMN's batch: videos, with all their sentences flattened; and the collator that builds it."""
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 import torch
 
+from ...structures.batch import TensorBatch
+
 
 @dataclass
-class MMNBatch:
+class MMNBatch(TensorBatch):
     feats: torch.Tensor          # B x NUM_PRE_CLIPS x D
     queries: torch.Tensor        # S x L token ids, padded with 0 over the whole batch
     wordlens: torch.Tensor       # S, tokens incl. [CLS] and [SEP]
@@ -26,11 +28,6 @@ class MMNBatch:
         return torch.repeat_interleave(torch.arange(len(self.num_sentences), device=self.num_sentences.device),
                                        self.num_sentences)
 
-    def to(self, device, non_blocking=False):
-        return MMNBatch(**{f.name: getattr(self, f.name).to(device, non_blocking=non_blocking) for f in fields(self)})
-
-    def pin_memory(self):
-        return MMNBatch(**{f.name: getattr(self, f.name).pin_memory() for f in fields(self)})
 
     def split_by_video(self, tensor):
         """Split a per-sentence tensor (S, ...) into a list of per-video tensors."""

@@ -9,7 +9,7 @@ loaders), and the padding collate.
 """
 import logging
 import os
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -19,6 +19,7 @@ from ...data.annotations import load_annotations
 from ...data.features import HDF5FeatureReader, resample_clips
 from ...data.glove import load_glove_npz, load_glove_text
 from ...structures import segment_iou
+from ...structures.batch import TensorBatch
 
 logger = logging.getLogger(__name__)
 
@@ -109,7 +110,7 @@ def prepare_features(raw, num_sample_clips, normalize):
 
 # ---------------------------------------------------------------------------- dataset
 @dataclass
-class TANBatch:
+class TANBatch(TensorBatch):
     vis_input: torch.Tensor     # B x NUM_SAMPLE_CLIPS x D float32
     word_vectors: torch.Tensor  # B x L x TXT_INPUT_SIZE, zero-padded to the longest query
     txt_mask: torch.Tensor      # B x L x 1 (1 on real words)
@@ -118,11 +119,6 @@ class TANBatch:
     moments: torch.Tensor       # B x 2 float64 seconds
     indices: torch.Tensor       # B query indices of the dataset
 
-    def to(self, device, non_blocking=False):
-        return TANBatch(**{f.name: getattr(self, f.name).to(device, non_blocking=non_blocking) for f in fields(self)})
-
-    def pin_memory(self):
-        return TANBatch(**{f.name: getattr(self, f.name).pin_memory() for f in fields(self)})
 
     @property
     def query_indices(self):
