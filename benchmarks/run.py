@@ -112,6 +112,13 @@ def reset_peak_rss():
         return False
 
 
+def _feat_key(name):
+    """The HDF5 key of the dataset's features (ActivityNet: c3d_features), from the catalog."""
+    from mmn.data.catalog import builtin_entries
+
+    return builtin_entries("")[f"{name}_test"].feat_key
+
+
 def _load_cfg(spec, extra=()):
     from mmn.config import load_config
 
@@ -232,7 +239,8 @@ def worker_data(spec):
 
     def build(ann, tokenizer, check):
         if impl == "ours":
-            return MMNDataset(ann, spec["feat_file"], name, p, tokenizer, feat_dim=d, check_features=check)
+            return MMNDataset(ann, spec["feat_file"], name, p, tokenizer, feat_dim=d, check_features=check,
+                              feat_key=_feat_key(name))
         return OfficialStyleDataset(ann, spec["feat_file"], name, p, n, tokenizer)
 
     gc.collect()
@@ -299,7 +307,7 @@ def worker_data(spec):
             with tempfile.TemporaryDirectory(dir=os.path.dirname(spec["feat_file"])) as cache_dir:
                 t0 = time.perf_counter()
                 cached = MMNDataset(spec["loader_ann"], spec["feat_file"], name, p, tokenizer, feat_dim=d,
-                                    feature_cache_dir=cache_dir)
+                                    feature_cache_dir=cache_dir, feat_key=_feat_key(name))
                 cache_build_s = time.perf_counter() - t0
                 items, dt = _timed_passes(make_data_loader(cfg, cached, is_train=True), spec["passes"], count)
             result.update(loader_cached_items_per_s=items / dt, cache_build_s=cache_build_s)
@@ -404,7 +412,7 @@ def worker_train(spec):
 
     if spec["steps"] > 0 and batch_videos > 0:
         train_set = MMNDataset(spec["train_ann"], spec["feat_file"], name, cfg.INPUT.NUM_PRE_CLIPS,
-                               spec["text_encoder"], feat_dim=mmn.FEATPOOL.INPUT_SIZE)
+                               spec["text_encoder"], feat_dim=mmn.FEATPOOL.INPUT_SIZE, feat_key=_feat_key(name))
         # the first videos in dataset order, one fixed batch (loader time is measured separately)
         batch = MMNCollator(train_set.pad_token_id)([train_set[i] for i in range(batch_videos)])
         ours = _time_train_steps(cfg, model, batch, spec, "tiled convs")
@@ -428,7 +436,7 @@ def worker_train(spec):
         with open(e2e_ann, "w") as f:
             json.dump({k: entries[k] for k in list(entries)[:spec["e2e_videos"]]}, f)
         test_set = MMNDataset(e2e_ann, spec["feat_file"], name, cfg.INPUT.NUM_PRE_CLIPS,
-                              spec["text_encoder"], feat_dim=mmn.FEATPOOL.INPUT_SIZE)
+                              spec["text_encoder"], feat_dim=mmn.FEATPOOL.INPUT_SIZE, feat_key=_feat_key(name))
         loader = make_data_loader(cfg, test_set, is_train=False)
         nms, power = cfg.TEST.NMS_THRESH, cfg.TEST.CONTRASTIVE_SCORE_POW
 
@@ -535,7 +543,6 @@ def prepare_dataset(name, workdir, mode):
     import numpy as np
 
     from mmn.config import load_config
-    from mmn.data.catalog import builtin_entries
 
     cfg = load_config(os.path.join(REPO, CONFIG_FILES[name]))
     dim = cfg.MODEL.MMN.FEATPOOL.INPUT_SIZE
@@ -565,7 +572,7 @@ def prepare_dataset(name, workdir, mode):
     clips = {k: RAW_CLIPS[name](e) for k, e in list(train.items()) + list(test.items()) if k in timed}
     pool = rng.standard_normal((max(clips.values()) + 257, dim), dtype=np.float32)  # rows to slice from
     files["feat_file"] = os.path.join(out, "features.hdf5")
-    key = builtin_entries("")[f"{name}_test"].feat_key
+    key = _feat_key(name)
     total = 0
     with h5py.File(files["feat_file"], "w") as f:
         for vid, n in clips.items():
