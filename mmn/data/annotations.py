@@ -1,4 +1,4 @@
-"""Annotation adapters: the only place where the three datasets differ.
+"""Annotation adapters: with the catalog entries (mmn/data/catalog.py), the only place where datasets differ.
 
 Each adapter turns one JSON entry into (duration_s, [(start_s, end_s), ...], [sentence, ...]).
 ``load_annotations`` then applies the official clean-up (drop start >= end, clamp to [0, duration]),
