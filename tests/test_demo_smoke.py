@@ -38,3 +38,24 @@ def test_demo_runs_end_to_end(model, tmp_path, capsys, monkeypatch):
     (prediction,) = predictor.predict(features, results["duration"], [results["sentence"]])
     top = [[m.start, m.end, m.score] for m in prediction.moments]
     assert torch.allclose(torch.tensor(top).double(), torch.tensor(results["top5"]).double(), atol=1e-4)
+
+
+def test_demo_never_clobbers_an_earlier_run(tmp_path, monkeypatch, capsys):
+    from mmn.config.loading import ConfigError
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.chdir(tmp_path)
+    stamps = iter(["20260101-000001", "20260101-000002"])
+    monkeypatch.setattr("mmn.demo.__main__.time.strftime", lambda fmt: next(stamps))
+    tiny = ["--model", "cnm", "--train-videos", "16", "--test-videos", "4", "SOLVER.MAX_EPOCH", "1",
+            "SOLVER.TEST_PERIOD", "1", "SOLVER.CHECKPOINT_PERIOD", "1", "SOLVER.BATCH_SIZE", "8"]
+    main(tiny)
+    main(tiny)  # without --output-dir: a folder of its own each time
+    runs = sorted(os.listdir(tmp_path / "outputs"))
+    assert runs == ["demo_cnm_20260101-000001", "demo_cnm_20260101-000002"]
+    first = tmp_path / "outputs" / runs[0]
+    before = sorted(os.listdir(first)), (first / "metrics.jsonl").read_text()
+    with pytest.raises(ConfigError) as err:  # an explicit folder holding a run is refused, untouched
+        main(["--output-dir", str(first)] + tiny)
+    assert str(first) in str(err.value) and "--overwrite" in str(err.value) and "--resume" not in str(err.value)
+    assert (sorted(os.listdir(first)), (first / "metrics.jsonl").read_text()) == before

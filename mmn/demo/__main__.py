@@ -65,7 +65,7 @@ def main(argv=None):
     config_file, text_resources = DEMO_MODELS[args.model]
     cfg = load_config(args.config_file or config_file,
                       ["DATASETS.ROOT", data_dir, "OUTPUT_DIR", output_dir, *text_resources(), *args.opts])
-    launch.check_output_dir(cfg.OUTPUT_DIR, overwrite=args.overwrite)  # before anything is written there
+    launch.check_output_dir(cfg.OUTPUT_DIR, overwrite=args.overwrite, resumable=False)  # before anything is written there
     feat_dim = get_model_class(cfg).feature_dim(cfg)[0]
     setup_logger(cfg.OUTPUT_DIR)
     seed_everything(cfg.SEED)

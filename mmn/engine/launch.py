@@ -96,9 +96,10 @@ def previous_run_files(output_dir):
     return sorted({p for pattern in RUN_FILES for p in glob.glob(os.path.join(output_dir, pattern))})
 
 
-def check_output_dir(output_dir, resume=None, overwrite=False):
+def check_output_dir(output_dir, resume=None, overwrite=False, resumable=True):
     """Refuse to start a run in a folder that holds another one, unless resuming it or ``overwrite``
-    (then its files are removed first, by rank 0). Nothing is changed when refusing."""
+    (then its files are removed first, by rank 0). Nothing is changed when refusing. ``resumable``:
+    whether the command offers --resume (the demo does not)."""
     if resume is not None:
         return
     found = previous_run_files(output_dir)
@@ -106,8 +107,9 @@ def check_output_dir(output_dir, resume=None, overwrite=False):
         return
     if not overwrite:
         names = ", ".join(os.path.basename(p) for p in found[:4]) + (" ..." if len(found) > 4 else "")
-        raise ConfigError(f"OUTPUT_DIR {output_dir} holds a previous run ({names}); continue it with --resume, "
-                          f"or start this one in a new OUTPUT_DIR, or pass --overwrite to replace it")
+        ways = "continue it with --resume, or " if resumable else ""
+        raise ConfigError(f"OUTPUT_DIR {output_dir} holds a previous run ({names}); {ways}start this one in a new "
+                          f"OUTPUT_DIR, or pass --overwrite to replace it")
     if comm.is_main_process():
         for path in found:
             shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
