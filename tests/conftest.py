@@ -4,6 +4,7 @@ The fixture's text encoder is rebuilt at test time instead of being stored: its 
 the ``module.text_encoder.bert.*`` tensors of ``checkpoint_init.pth``, so a ``from_pretrained`` directory
 is made once per session from the three small config/vocab files plus those tensors.
 """
+import json
 import os
 import shutil
 
@@ -55,3 +56,17 @@ def parity_cfg(parity_text_encoder_dir):
     return load_config(PARITY_CONFIG, ["MODEL.MMN.TEXT_ENCODER.PRETRAINED", parity_text_encoder_dir,
                                        "MODEL.DEVICE", "cpu",
                                        "DATASETS.ROOT", os.path.join(PARITY_DIR, "dataset")])
+
+
+@pytest.fixture(scope="session")
+def dropout_text_encoder(parity_text_encoder_dir, tmp_path_factory):
+    """The fixture's encoder with dropout 0.1, so that training consumes the torch RNG."""
+    target = str(tmp_path_factory.mktemp("dropout_encoder"))
+    for name in os.listdir(parity_text_encoder_dir):
+        shutil.copy(os.path.join(parity_text_encoder_dir, name), target)
+    with open(os.path.join(target, "config.json")) as f:
+        config = json.load(f)
+    config.update(dropout=0.1, attention_dropout=0.1)
+    with open(os.path.join(target, "config.json"), "w") as f:
+        json.dump(config, f)
+    return target

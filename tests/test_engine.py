@@ -1,14 +1,13 @@
 """Engine: single-process training and evaluation, checkpoints, resume, DDP, test_net."""
 import json
 import os
-import shutil
-import socket
 import subprocess
 import sys
 
 import pytest
 import torch
 
+from helpers.launcher import run_script
 from mmn.config import load_config
 from mmn.engine import launch
 from mmn.utils import checkpoint as ckpt_mod
@@ -16,20 +15,6 @@ from mmn.utils import checkpoint as ckpt_mod
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PARITY = os.path.join(ROOT, "tests", "fixtures", "parity")
 CPU = torch.device("cpu")
-
-
-@pytest.fixture(scope="module")
-def dropout_text_encoder(parity_text_encoder_dir, tmp_path_factory):
-    """The fixture's encoder with dropout 0.1, so that training consumes the torch RNG."""
-    target = str(tmp_path_factory.mktemp("dropout_encoder"))
-    for name in os.listdir(parity_text_encoder_dir):
-        shutil.copy(os.path.join(parity_text_encoder_dir, name), target)
-    with open(os.path.join(target, "config.json")) as f:
-        config = json.load(f)
-    config.update(dropout=0.1, attention_dropout=0.1)
-    with open(os.path.join(target, "config.json"), "w") as f:
-        json.dump(config, f)
-    return target
 
 
 def make_cfg(text_encoder, output_dir, *opts):
@@ -144,19 +129,8 @@ def test_kill_during_checkpoint_save_loses_nothing(dropout_text_encoder, tmp_pat
     assert load(tmp_path / "model_2e.pth")["epoch"] == 2
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _torchrun(args, tmp_path):
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--nnodes=1",
-           "--master_addr=127.0.0.1", f"--master_port={_free_port()}", *args]
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=ROOT)
-    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return proc
+    return run_script(args, processes=2, timeout=300)
 
 
 def test_ddp_gradients_equal_mean_of_half_batches(parity_text_encoder_dir, tmp_path):

@@ -3,12 +3,11 @@ paper's multi-GPU experiment on any number of processes, a GPU-count-free altern
 under torchrun, and an evaluation independent of the batch size and of the number of processes."""
 import json
 import os
-import socket
-import subprocess
-import sys
 
 import pytest
 import torch
+
+from helpers.launcher import run_script
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PARITY = os.path.join(ROOT, "tests", "fixtures", "parity")
@@ -16,22 +15,9 @@ HELPER = os.path.join(ROOT, "tests", "helpers", "shard_run.py")
 TOL = 1e-5
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def run(text_encoder, out, *opts, processes=1, resume=False):
     """The helper in one process or under torchrun; returns its steps.pt."""
-    launcher = [sys.executable]
-    if processes > 1:
-        launcher += ["-m", "torch.distributed.run", f"--nproc_per_node={processes}", "--nnodes=1",
-                     "--master_addr=127.0.0.1", f"--master_port={_free_port()}"]
-    cmd = launcher + [HELPER, text_encoder, str(out), *(["--resume"] if resume else []), *opts]
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=ROOT)
-    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=400)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    run_script([HELPER, text_encoder, str(out), *(["--resume"] if resume else []), *opts], processes=processes)
     return torch.load(os.path.join(out, "steps.pt"), weights_only=False)
 
 
@@ -116,21 +102,6 @@ def test_resume_under_torchrun_is_exact_with_dropout(dropout_text_encoder, tmp_p
     assert records(tmp_path / "straight") == records(tmp_path / "resumed")
 
 
-@pytest.fixture(scope="module")
-def dropout_text_encoder(parity_text_encoder_dir, tmp_path_factory):
-    import shutil
-
-    target = str(tmp_path_factory.mktemp("dropout_encoder"))
-    for name in os.listdir(parity_text_encoder_dir):
-        shutil.copy(os.path.join(parity_text_encoder_dir, name), target)
-    with open(os.path.join(target, "config.json")) as f:
-        config = json.load(f)
-    config.update(dropout=0.1, attention_dropout=0.1)
-    with open(os.path.join(target, "config.json"), "w") as f:
-        json.dump(config, f)
-    return target
-
-
 def test_shard_count_must_fit_the_processes_and_the_batch(parity_cfg):
     from mmn.config import load_config
     from mmn.config.loading import ConfigError
@@ -176,15 +147,10 @@ def test_evaluation_is_independent_of_the_batch_size_and_the_processes(parity_cf
         assert torch.allclose(scores, results[0][2], atol=1e-5)
     # two processes (test_net.py under torchrun) give the same table and the same top-5
     out = tmp_path / "res.json"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--nnodes=1",
-           "--master_addr=127.0.0.1", f"--master_port={_free_port()}", "test_net.py",
-           "--config-file", os.path.join(PARITY, "config.yaml"), "--ckpt", os.path.join(PARITY, "checkpoint_init.pth"),
+    run_script(["test_net.py", "--config-file", os.path.join(PARITY, "config.yaml"), "--ckpt", os.path.join(PARITY, "checkpoint_init.pth"),
            "--out", str(out), "MODEL.DEVICE", "cpu", "MODEL.MMN.TEXT_ENCODER.PRETRAINED",
            parity_cfg.MODEL.MMN.TEXT_ENCODER.PRETRAINED, "DATASETS.ROOT", os.path.join(PARITY, "dataset"),
-           "OUTPUT_DIR", str(tmp_path), "TEST.BATCH_SIZE", "2"]
-    proc = subprocess.run(cmd, cwd=ROOT, env=dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=ROOT),
-                          capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+           "OUTPUT_DIR", str(tmp_path), "TEST.BATCH_SIZE", "2"], processes=2, timeout=300)
     result = json.loads(out.read_text())
     assert result["metrics"] == results[0][0]
     for q, query in enumerate(result["queries"]):
@@ -198,12 +164,8 @@ def test_cnm_under_torchrun_keeps_both_parameter_groups_in_sync(tmp_path):
     from mmn.demo import write_synthetic_charades
 
     write_synthetic_charades(str(tmp_path / "data"), num_train_videos=16, num_test_videos=4, feat_dim=128, seed=0)
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--nnodes=1",
-           "--master_addr=127.0.0.1", f"--master_port={_free_port()}",
-           os.path.join(ROOT, "tests", "helpers", "cnm_ddp.py"), str(tmp_path / "data"), str(tmp_path / "out")]
-    proc = subprocess.run(cmd, cwd=ROOT, env=dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=ROOT),
-                          capture_output=True, text=True, timeout=400)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    run_script([os.path.join(ROOT, "tests", "helpers", "cnm_ddp.py"), str(tmp_path / "data"), str(tmp_path / "out")],
+               processes=2)
     result = torch.load(tmp_path / "out" / "cnm_ddp.pt", weights_only=False)
     assert result["world"] == 2
     rank0, rank1 = result["ranks"]

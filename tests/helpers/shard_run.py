@@ -45,11 +45,9 @@ def main(text_encoder, output_dir, *rest):
     os.makedirs(output_dir, exist_ok=True)
     launch.train(cfg, device, resume=resume)
     if comm.is_main_process():
-        model = launch.build_model(cfg)
         last = launch.Checkpointer(output_dir).last_checkpoint()
         state = torch.load(last, map_location="cpu", weights_only=False)["model"]
         torch.save({"steps": steps, "weights": state}, os.path.join(output_dir, "steps.pt"))
-        del model
     comm.synchronize()
     if comm.is_distributed():
         torch.distributed.destroy_process_group()
