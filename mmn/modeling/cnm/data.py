@@ -13,8 +13,9 @@ import torch
 from ...config.loading import ConfigError
 from ...data.annotations import AnnotationError, load_annotations
 from ...data.catalog import get_entry
-from ...data.features import HDF5FeatureReader, resample_clips
+from ...data.features import resample_clips
 from ...data.glove import load_glove_text
+from ...data.per_query import PerQueryDataset
 from ...structures.batch import TensorBatch
 from .text import CNMVocabulary, tokenize
 
@@ -42,7 +43,7 @@ class CNMBatch(TensorBatch):
         return self.frames_feat.shape[0]
 
 
-class CNMDataset(torch.utils.data.Dataset):
+class CNMDataset(PerQueryDataset):
     """Queries of an annotation file; item = one (video, sentence) pair.
 
     ``is_training``: queries with no kept word are left out (the release cannot mask a word in
@@ -80,33 +81,10 @@ class CNMDataset(torch.utils.data.Dataset):
         self.durations = np.asarray(durations, dtype=np.float64)
         self.moments = torch.tensor(moments, dtype=torch.float32)
         self.word_ids, self.word_weights = word_ids, word_weights
-        self.features = HDF5FeatureReader(feat_file, key=feat_key or None, feat_dim=feat_dim, dim_key=feat_dim_key)
-        if check_features:
-            self.features.check_videos(sorted(set(vids)))
-            self.features.close()
-
-    def __len__(self):
-        return len(self.vids)
-
-    @property
-    def num_queries(self):
-        return len(self.vids)
+        self.open_features(feat_file, feat_key, feat_dim, feat_dim_key, check=check_features)
 
     def collator(self):
         return CNMCollator()
-
-    def query_moments(self):
-        """(num_queries, 2) float32 moments (seconds): evaluation only."""
-        return self.moments
-
-    def query_sentences(self):
-        return self.sentences
-
-    def query_durations(self):
-        return torch.from_numpy(self.durations)
-
-    def query_video_ids(self):
-        return list(self.vids)
 
     def __getitem__(self, idx):
         frames = resample_clips(self.features.read(self.vids[idx]), self.num_frames)

@@ -16,8 +16,9 @@ import torch
 import torch.nn.functional as F
 
 from ...data.annotations import load_annotations
-from ...data.features import HDF5FeatureReader, resample_clips
+from ...data.features import resample_clips
 from ...data.glove import load_glove_npz, load_glove_text
+from ...data.per_query import PerQueryDataset
 from ...structures import segment_iou
 from ...structures.batch import TensorBatch
 
@@ -150,7 +151,7 @@ class TANCollator:
             indices=torch.tensor([it["idx"] for it in items], dtype=torch.long))
 
 
-class TANDataset(torch.utils.data.Dataset):
+class TANDataset(PerQueryDataset):
     """The queries of an annotation file in file order; item = one (video, sentence) pair."""
 
     def __init__(self, ann_file, feat_file, fmt, word_vectors, num_sample_clips, num_clips, normalize=False,
@@ -176,32 +177,10 @@ class TANDataset(torch.utils.data.Dataset):
             logger.info("%s: %d of %d tokens are not in the word vectors (zero vectors, as the official <unk>)",
                         ann_file, unknown, sum(map(len, self.tokens)))
         # the catalog entry's HDF5 key: None reads f[vid], else f[vid][feat_key] (ActivityNet's c3d_features)
-        self.features = HDF5FeatureReader(feat_file, key=feat_key or None, feat_dim=feat_dim, dim_key=feat_dim_key)
-        if check_features:
-            self.features.check_videos(sorted(set(self.vids)))
-            self.features.close()
-
-    def __len__(self):
-        return len(self.vids)
-
-    @property
-    def num_queries(self):
-        return len(self.vids)
+        self.open_features(feat_file, feat_key, feat_dim, feat_dim_key, check=check_features)
 
     def collator(self):
         return TANCollator()
-
-    def query_moments(self):
-        return self.moments.clone()
-
-    def query_durations(self):
-        return self.durations.clone()
-
-    def query_video_ids(self):
-        return list(self.vids)
-
-    def query_sentences(self):
-        return list(self.sentences)
 
     def __getitem__(self, idx):
         duration, moment = float(self.durations[idx]), self.moments[idx]
