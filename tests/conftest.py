@@ -21,13 +21,14 @@ TEXT_ENCODER_FILES = ("config.json", "vocab.txt", "tokenizer_config.json")
 BERT_PREFIX = "module.text_encoder.bert."
 
 
-def build_parity_text_encoder(target_dir, checkpoint_path=PARITY_CHECKPOINT):
-    """Write a ``from_pretrained`` directory (model and tokenizer) of the fixture's DistilBERT into ``target_dir``."""
+def build_parity_text_encoder(target_dir, checkpoint_path=PARITY_CHECKPOINT, fixture_dir=PARITY_DIR):
+    """Write a ``from_pretrained`` directory (model and tokenizer) of the fixture's DistilBERT into ``target_dir``
+    (``fixture_dir``: a fixture folder of that form, tests/mmn_fixture.py)."""
     from transformers import DistilBertConfig, DistilBertModel
 
     os.makedirs(target_dir, exist_ok=True)
     for name in TEXT_ENCODER_FILES:
-        shutil.copy(os.path.join(PARITY_DIR, "text_encoder", name), os.path.join(target_dir, name))
+        shutil.copy(os.path.join(fixture_dir, "text_encoder", name), os.path.join(target_dir, name))
     state = torch.load(checkpoint_path, map_location="cpu", weights_only=True)["model"]
     bert_state = {k[len(BERT_PREFIX):]: v for k, v in state.items() if k.startswith(BERT_PREFIX)}
     bert = DistilBertModel(DistilBertConfig.from_pretrained(target_dir))

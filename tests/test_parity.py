@@ -26,16 +26,16 @@ from conftest import PARITY_CHECKPOINT
 from mmn.data import build_dataset
 from mmn.modeling.mmn.batch import MMNCollator
 from mmn.data.tokenization import load_tokenizer
-from mmn.data.catalog import builtin_entries
+from mmn.data.catalog import get_entry
 from mmn.evaluation import evaluate_predictions
 from mmn.modeling import build_model
 from mmn.utils.checkpoint import load_model_weights
+from mmn_fixture import NOISE_BIAS_KEYS, is_noise_key  # noqa: F401  (the documented exception, one place)
 
 ATOL = 1e-5
 GRAD_NORM_RTOL = 1e-6
 NOISE_GRAD_ATOL = 1e-6
 BERT_UPDATE_ATOL = 1e-6
-NOISE_BIAS_KEYS = ("proposal_conv.convs.{}.bias", "proposal_conv.bn.{}.running_mean")
 
 
 def max_abs_diff(ours, theirs):
@@ -49,10 +49,6 @@ def max_abs_diff(ours, theirs):
 def assert_close(ours, theirs, what, atol=ATOL):
     diff = max_abs_diff(ours, theirs)
     assert diff <= atol, f"{what}: max abs diff {diff:.3g} > {atol:g}"
-
-
-def is_noise_key(key, num_layers):
-    return any(key == pattern.format(n) for pattern in NOISE_BIAS_KEYS for n in range(num_layers))
 
 
 # --------------------------------------------------------------------------------------------- fixtures
@@ -69,7 +65,8 @@ def parity_cfg(parity_cfg, request):
 
 @pytest.fixture(scope="module")
 def datasets(parity_cfg):
-    return {"train": build_dataset(parity_cfg, "charades_train"), "test": build_dataset(parity_cfg, "charades_test")}
+    return {"train": build_dataset(parity_cfg, parity_cfg.DATASETS.TRAIN[0]),
+            "test": build_dataset(parity_cfg, parity_cfg.DATASETS.TEST[0])}
 
 
 @pytest.fixture(scope="module")
@@ -208,21 +205,23 @@ def test_score_maps_match_official(ours, theirs, eval_run, parity_expected):
 
 
 # --------------------------------------------------------------------------------------------- evaluation
-CHARADES_THRESHOLDS = builtin_entries("")["charades_test"].iou_thresholds
+def thresholds_of(cfg):
+    """The test split's recall thresholds: its catalog entry's (the official evaluation.py's per dataset)."""
+    return get_entry(cfg, cfg.DATASETS.TEST[0]).iou_thresholds
+
 
 def _evaluate(cfg, contrastive, iou, dataset):
     durations = torch.from_numpy(dataset.durations)[dataset.query_video_index()]
-    return evaluate_predictions(contrastive, iou, durations, dataset.moments, CHARADES_THRESHOLDS,
+    return evaluate_predictions(contrastive, iou, durations, dataset.moments, thresholds_of(cfg),
                                 cfg.TEST.NMS_THRESH, cfg.TEST.CONTRASTIVE_SCORE_POW)
 
 
-def _check_evaluation(metrics, top, expected):
+def _check_evaluation(metrics, top, expected, thresholds):
     official = expected["eval"]
     assert top.shape[0] == len(official["top5_moments"])
     for q, moments in enumerate(official["top5_moments"]):
         assert_close(top[q, :len(moments)], moments, f"query {q} top-5 moments")
     recall = official["recall"]
-    thresholds = CHARADES_THRESHOLDS
     for key, value in recall.items():
         if key.startswith("Best_"):
             continue
@@ -239,13 +238,13 @@ def test_evaluation_of_official_scores_matches_official(parity_cfg, datasets, pa
     official = parity_expected["eval"]
     metrics, top, _ = _evaluate(parity_cfg, torch.cat(official["contrastive_scores"]),
                                 torch.cat(official["iou_scores"]), datasets["test"])
-    _check_evaluation(metrics, top, parity_expected)
+    _check_evaluation(metrics, top, parity_expected, thresholds_of(parity_cfg))
 
 
 def test_end_to_end_evaluation_matches_official(parity_cfg, datasets, eval_run, parity_expected):
     """Our score maps through our evaluation give the official top-5 moments and recall table."""
     metrics, top, _ = _evaluate(parity_cfg, eval_run["contrastive"], eval_run["iou"], datasets["test"])
-    _check_evaluation(metrics, top, parity_expected)
+    _check_evaluation(metrics, top, parity_expected, thresholds_of(parity_cfg))
 
 
 # --------------------------------------------------------------------------------------------- training

@@ -4,7 +4,6 @@ Data, collated batches and rankings exactly; tensors within 1e-5 (fp32, CPU); th
 (loss, gradient norm, learning rate, scheduler state, weights) within 1e-5.
 """
 import copy
-import csv
 
 import pytest
 import torch
@@ -13,7 +12,7 @@ from mmn.evaluation import recall_table
 from mmn.modeling.tan import TAN
 from mmn.modeling.tan.ranking import rank_candidates, top_moments
 
-from tan_fixture import DATA_DIR, TOL, build_model, entry, load_expected, official_to_cfg
+from tan_fixture import DATA_DIR, DEFAULT, TOL, build_model, entry, load_expected, official_charades, official_to_cfg
 
 torch.set_num_threads(1)
 
@@ -30,7 +29,7 @@ def cfg(expected):
 
 @pytest.fixture(scope="module")
 def datasets(cfg):
-    return {split: TAN.build_dataset(cfg, entry(split), is_train=split == "train") for split in ("train", "test")}
+    return {split: TAN.build_dataset(cfg, entry(split), is_train=split == "train") for split in DEFAULT.splits}
 
 
 def collate(dataset, indices):
@@ -56,31 +55,12 @@ def assert_batch_equal(batch, official):
 
 
 # ---------------------------------------------------------------------------- annotations and data
-def official_charades(split):
-    """The official Charades loader's annotations (``charades.py:32-49``), from the txt + csv pair."""
-    durations = {}
-    with open(f"{DATA_DIR}/Charades_v1_{split}.csv") as f:
-        for row in csv.DictReader(f):
-            durations[row["id"]] = float(row["length"])
-    items = []
-    with open(f"{DATA_DIR}/charades_sta_{split}.txt") as f:
-        for line in f:
-            anno, sentence = line.split("##")
-            sentence = sentence.split(".\n")[0]
-            vid, start, end = anno.split(" ")
-            duration = durations[vid]
-            start, end = float(start), min(float(end), duration)
-            if start < end:
-                items.append((vid, [start, end], sentence, duration))
-    return items
-
-
 @pytest.mark.parametrize("split", ["train", "test"])
 def test_json_annotations_agree_with_official_txt(split, datasets, expected):
     """One annotation format serves both models: the JSON form gives the official queries, in order,
     with the official sentences (after the tokenizer's Charades rule) and times."""
     ds = datasets[split]
-    official = official_charades(split)
+    official = official_charades(DATA_DIR, split)
     assert len(ds) == len(official) == len(expected["data"][split])
     for k, (vid, times, sentence, duration) in enumerate(official):
         assert ds.vids[k] == vid and ds.moments[k].tolist() == times and float(ds.durations[k]) == duration
@@ -198,13 +178,16 @@ def test_rank_moments_contract(eval_outputs, expected):
 
 
 # ---------------------------------------------------------------------------- training updates
+STEPS = range(len(load_expected()["steps"]))
+
+
 @pytest.fixture(scope="module")
-def training(cfg, datasets):
-    """The official loop's three updates replayed with the model's own optimiser and train_step."""
+def training(cfg, datasets, expected):
+    """The official loop's updates (the recorded batches) replayed with the model's own optimiser and train_step."""
     model = build_model(cfg).train()
     optimizer, scheduler = model.build_optimizer(cfg)
     records, grads = [], None
-    for k, indices in enumerate([[4, 0, 5, 1], [7, 6, 2, 9], [8, 3]]):
+    for k, indices in enumerate(step["anno_idxs"] for step in expected["steps"]):
         batch = collate(datasets["train"], indices)
         lr = [g["lr"] for g in optimizer.param_groups]
         # the update's gradients before clipping and their norm, from a copy (the contract's train_step,
@@ -219,7 +202,7 @@ def training(cfg, datasets):
         records.append(dict(result, grad_norm=grad_norm, lr=lr, lr_next=[g["lr"] for g in optimizer.param_groups],
                             scheduler={k2: v for k2, v in scheduler.state_dict().items()},
                             state={n: v.clone() for n, v in model.state_dict().items()}))
-        if k == 1:
+        if expected["steps"][k]["evals"]:
             records[-1]["model_after"] = copy.deepcopy(model).eval()
     return records, grads
 
@@ -231,7 +214,7 @@ def test_first_gradients(training, expected):
         assert_close(f"grad {name}", grads[name], ref)
 
 
-@pytest.mark.parametrize("step", [0, 1, 2])
+@pytest.mark.parametrize("step", STEPS)
 def test_training_updates(step, training, expected):
     records, _ = training
     ours, official = records[step], expected["steps"][step]
@@ -245,12 +228,16 @@ def test_training_updates(step, training, expected):
         assert_close(f"step {step + 1} {name}", ours["state"][name], ref)
 
 
-def test_evaluations_after_update_2(training, datasets, expected, cfg):
-    """train.py's evaluations at its test interval (after update 2): the train split (EVAL_TRAIN) then
-    the test split, with the model trained here."""
+def test_evaluations_at_the_test_interval(training, datasets, expected, cfg):
+    """train.py's evaluations at its test interval (int(N / B x TEST.INTERVAL) updates: after update 2 here):
+    the train split (EVAL_TRAIN) then the test split (NO_VAL), with the model trained here."""
     records, _ = training
-    model = records[1]["model_after"]
-    evals = expected["steps"][1]["evals"]
+    interval = DEFAULT.test_interval(len(datasets["train"]))
+    due = [s["t"] for s in expected["steps"] if s["t"] % interval == 0]
+    assert [s["t"] for s in expected["steps"] if s["evals"]] == due == [2]
+    k = due[0] - 1
+    model = records[k]["model_after"]
+    evals = expected["steps"][k]["evals"]
     assert [e["split"] for e in evals] == ["train", "test"]
     for summary in evals:
         ds = datasets[summary["split"]]
@@ -263,10 +250,15 @@ def test_sharded_update_equals_the_whole_batch(cfg, datasets):
     """SOLVER.NUM_SHARDS: two equal shards give the whole batch's update (2D-TAN's loss is a mean over
     the cells of the batch, and equal shards hold equally many)."""
     whole, sharded = build_model(cfg).train(), build_model(cfg).train()
-    batch = collate(datasets["train"], [4, 0, 5, 1])
-    shards = [collate(datasets["train"], [4, 0]), collate(datasets["train"], [5, 1])]
+    indices = load_expected()["steps"][0]["anno_idxs"]
+    assert len(indices) % 2 == 0
+    batch = collate(datasets["train"], indices)
+    half = len(indices) // 2
+    shards = [collate(datasets["train"], indices[:half]), collate(datasets["train"], indices[half:])]
     for model, b in ((whole, batch), (sharded, shards)):
         optimizer, _ = model.build_optimizer(cfg)
         model.train_step(b, optimizer, 1)
+    # TOL, not tighter: Adam moves a weight whose gradient is ~0 by about lr x g / eps, so float rounding of
+    # the sharded sum reaches the weights amplified (1.3e-6 seen on one CPU; the fixture README)
     for (name, a), b in zip(whole.state_dict().items(), sharded.state_dict().values()):
-        assert_close(f"sharded {name}", a, b, tol=1e-6)
+        assert_close(f"sharded {name}", a, b)

@@ -7,7 +7,7 @@ from ...config.defaults import register_model_config
 _TAN = CN()
 _TAN.NUM_SAMPLE_CLIPS = 256      # DATASET.NUM_SAMPLE_CLIPS: raw clips resampled to this many
 _TAN.TARGET_STRIDE = 16          # DATASET.TARGET_STRIDE: the map is T x T, T = NUM_SAMPLE_CLIPS // TARGET_STRIDE
-_TAN.NORMALIZE = False           # DATASET.NORMALIZE: L2-normalise each raw clip before resampling
+_TAN.NORMALIZE = True            # DATASET.NORMALIZE: L2-normalise each raw clip before resampling
 _TAN.GLOVE = ""                  # GloVe text file (glove.6B.300d.txt) or .npz (words, vectors); rel. to DATASETS.ROOT
 _TAN.FRAME_MODULE = CN()         # FrameAvgPool
 _TAN.FRAME_MODULE.INPUT_SIZE = 4096
