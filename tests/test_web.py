@@ -143,6 +143,7 @@ def test_a_checkpoint_without_a_video_extractor_is_refused(tiny):
 
 def test_mmn_web_refuses_at_start_in_one_line(tiny):
     """The CLI exits with status 2 and one error line, before serving anything."""
+    pytest.importorskip("gradio", reason="mmn-web needs Gradio: pip install -e '.[web]'")
     def mmn_web(*args):
         return subprocess.run([sys.executable, "-m", "mmn.web", "--ckpt", tiny["ckpt"], "--device", "cpu", *args],
                               cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300)
@@ -230,6 +231,22 @@ def out_predictions(state):
     return [types.SimpleNamespace(moments=[Moment(*m) for m in r["moments"]]) for r in state["records"]]
 
 
+def test_progress_names_the_hashing_the_frames_and_the_prediction(page, tmp_path):
+    video = write_test_video(tmp_path / "fresh.webm", 5.0)  # not in the cache: 10 rows at 2 fps
+    heard = []
+
+    def progress(fraction, desc):  # what gr.Progress is called with
+        heard.append((fraction, desc))
+
+    out = unpack(page.find_moments(video, SENTENCES[0], 3, progress=progress))
+    assert out.table, out.status
+    assert heard[0] == (0.0, "hashing the file")
+    assert (1.0, "decoding and encoding frames: 10 / 10") in heard
+    assert heard[-1] == (None, "predicting 1 sentence(s)")
+    frames = [fraction for fraction, desc in heard if desc.startswith("decoding")]
+    assert frames == sorted(frames) and frames[0] == 0.0
+
+
 def test_clicks_seek_the_player(tiny, page):
     out = unpack(page.find_moments(tiny["video"], f"{SENTENCES[0]}\n{SENTENCES[1]}", 3))
     records = out.state["records"]
@@ -297,8 +314,9 @@ def test_the_saliency_curve_shows_when_a_prediction_carries_one(tiny, page, monk
 
 
 # ------------------------------------------------------------------------------------------------ browser
-def _browser():
-    """(chromium, chromedriver) paths, or a pytest.skip saying what is missing."""
+@pytest.fixture(scope="module")
+def chromium():
+    """(chromium, chromedriver) paths, or a pytest.skip saying what is missing (before anything is trained)."""
     pytest.importorskip("gradio", reason="the page needs Gradio: pip install -e '.[web]'")
     pytest.importorskip("selenium", reason="the browser test needs selenium: pip install selenium")
     chromium = next((shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome") if shutil.which(n)),
@@ -352,8 +370,8 @@ def server(tiny, tmp_path):
 
 
 @pytest.fixture()
-def browser(monkeypatch):
-    chromium, driver_path = _browser()
+def browser(chromium, monkeypatch):
+    chromium, driver_path = chromium
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
@@ -374,7 +392,7 @@ def browser(monkeypatch):
 
 
 @pytest.mark.slow
-def test_the_page_in_a_real_browser(tiny, server, browser, tmp_path):
+def test_the_page_in_a_real_browser(chromium, tiny, server, browser, tmp_path):
     """Upload a video, ask a sentence: the moments table (= Predictor.predict_video on the same file), the
     timeline and the score map appear; a click on a row or a bar seeks the player; bad input is a message
     and the page goes on serving."""
