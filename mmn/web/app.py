@@ -77,7 +77,7 @@ class MomentPage:
         encoder = os.path.basename(s.encoder_name.rstrip("/")) if os.path.isdir(s.encoder_name) else s.encoder_name
         return (f"## Where in this video does it happen?\n"
                 f"Model **{s.architecture}** ({s.checkpoint_name or 'checkpoint'}) on `{encoder}` image "
-                f"features at {s.fps:g} frame/s. Upload a video (up to **{s.max_upload_mb:g} MB**) or pick the "
+                f"features at {s.fps:g} frames/s. Upload a video (up to **{s.max_upload_mb:g} MB**) or pick the "
                 f"example, type one sentence per line, and press *Find moments*. Click a row of the table, or a "
                 f"moment on the timeline, to play the video from there.")
 
@@ -91,11 +91,11 @@ class MomentPage:
         """The status box's content: ``inner`` in a block numbered by answer."""
         return f'<div class="mmn-status-text" data-answer="{next(self._answers)}">{inner}</div>'
 
-
     # ------------------------------------------------------------------ handlers
     def find_moments(self, video_path, sentences_text, topk, progress=None):
-        """The run button. Returns (table rows, sentence choices, chosen index, figures of the first
-        sentence, status HTML, session state, JSON file); on bad input an empty result and the message."""
+        """The run button: (table rows, the sentence chooser, the first sentence's timeline, saliency and
+        score-map images, the status HTML, the session state, the JSON file); on bad input an empty
+        result and the message. ``progress(fraction or None, desc=text)`` is gr.Progress."""
         import gradio as gr
 
         report = None
