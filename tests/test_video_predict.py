@@ -3,7 +3,8 @@ dataset catalog -> mmn-predict --video, all offline on things the test makes.
 
 Videos written with PyAV; a tiny random CLIP vision tower with a 512-d projection (the size of ViT-B/32's,
 so configs/pool_clip_b32_fps05.yaml is used with its FEATPOOL.INPUT_SIZE); a tiny random BERT with a
-tokenizer saved from a small vocabulary file. The model is shrunk by overrides, not the feature side.
+tokenizer saved from a small vocabulary file (tests/helpers/video_model.py). The model is shrunk by
+overrides, not the feature side.
 """
 import json
 import logging
@@ -23,31 +24,12 @@ from mmn.engine import launch  # noqa: E402
 from mmn.predict import PredictionInputError, Predictor  # noqa: E402
 from mmn.video.synthetic import constant_rate_times, save_random_clip, variable_rate_times, write_video  # noqa: E402
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CONFIG = os.path.join(ROOT, "configs", "pool_clip_b32_fps05.yaml")
+from helpers.video_model import CONFIG, FPS, ROOT, SENTENCES, save_tiny_bert, tiny_model_opts  # noqa: E402
+
 CPU = torch.device("cpu")
 torch.set_num_threads(1)
 ENV = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false",
            HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
-FPS = 2.0  # a rate for seconds-long test videos (the config's 0.5 is for real ones): overridden below
-WORDS = "a person opens the door sits down on chair drinks from cup reads book walks to window".split()
-SENTENCES = ["a person opens the door", "the person sits down on a chair", "a person drinks from a cup",
-             "the person reads a book", "a person walks to the window"]
-
-
-def save_tiny_bert(target_dir):
-    """A from_pretrained directory of a random 1-layer BERT and a WordPiece tokenizer of WORDS."""
-    from transformers import BertConfig, BertModel, BertTokenizer
-
-    os.makedirs(target_dir, exist_ok=True)
-    vocab = os.path.join(target_dir, "vocab.txt")
-    with open(vocab, "w") as f:
-        f.write("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *sorted(set(WORDS))]) + "\n")
-    BertTokenizer(vocab).save_pretrained(target_dir)
-    torch.manual_seed(0)
-    BertModel(BertConfig(vocab_size=len(set(WORDS)) + 5, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                         intermediate_size=64, max_position_embeddings=64)).save_pretrained(target_dir)
-    return target_dir
 
 
 def run(module, *args, timeout=600):
@@ -87,11 +69,7 @@ def pipeline(tmp_path_factory):
 
     # 2. train through the engine, on the shipped config with a smaller model
     out = root / "run"
-    opts = ["DATASETS.CATALOG_FILE", str(root / "catalog.yaml"), "INPUT.VIDEO.ENCODER", clip, "INPUT.VIDEO.FPS", FPS,
-            "MODEL.MMN.TEXT_ENCODER.PRETRAINED", bert, "MODEL.DEVICE", "cpu", "OUTPUT_DIR", str(out),
-            "MODEL.MMN.FEATPOOL.HIDDEN_SIZE", 32, "MODEL.MMN.JOINT_SPACE_SIZE", 32, "MODEL.MMN.PREDICTOR.HIDDEN_SIZE", 32,
-            "MODEL.MMN.PREDICTOR.NUM_STACK_LAYERS", 1, "SOLVER.BATCH_SIZE", 2, "SOLVER.MAX_EPOCH", 1,
-            "SOLVER.MILESTONES", "(5,)", "TEST.BATCH_SIZE", 2, "DATALOADER.NUM_WORKERS", 0]
+    opts = tiny_model_opts(clip, bert, out, root / "catalog.yaml")
     cfg = load_config(CONFIG, [str(v) for v in opts])
     assert cfg.MODEL.MMN.FEATPOOL.INPUT_SIZE == 512 and cfg.INPUT.VIDEO.ENCODER == clip
     launch.train(cfg, CPU)
