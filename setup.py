@@ -14,5 +14,6 @@ setup(
         "test": ["pytest"],
         "video": ["av"],  # mmn-extract: PyAV decoding (FFmpeg inside its wheels)
     },
-    entry_points={"console_scripts": ["mmn-predict = mmn.predict:cli", "mmn-extract = mmn.video.extract:cli"]},
+    entry_points={"console_scripts": ["mmn-predict = mmn.predict:cli", "mmn-extract = mmn.video.extract:cli",
+                                      "mmn-eval-qvh = mmn.evaluation.qvh_eval:cli"]},
 )

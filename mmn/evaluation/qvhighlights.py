@@ -48,7 +48,7 @@ PAIRWISE_BLOCK = 128  # numpy's PW_BLOCKSIZE
 # queries are processed in chunks of about this many (query x threshold x rank, or query x annotator x
 # clip) cells: the temporaries (a few 100 kB) are then reused by the allocator instead of being mapped
 # afresh (page faults, half the time otherwise)
-CHUNK_CELLS = 2 ** 16
+CHUNK_CELLS = 2 ** 17
 
 
 def threshold_key(threshold):
@@ -80,16 +80,20 @@ def hull_iou(windows1, windows2):
     return torch.where(hull != 0, inter / hull, torch.zeros_like(inter))
 
 
-def compact(values, keep):
-    """Each row's kept entries moved to its front, in order, zeros after; and how many were kept."""
+def compact(values, keep, columns=None):
+    """Each row's kept entries moved to its front, in order, then zeros, ``columns`` wide (default: as
+    wide as the rows); and how many were kept."""
     shape = values.shape
-    values, keep = values.reshape(-1, shape[-1]), keep.reshape(-1, shape[-1])
     width = shape[-1]
-    slots = keep.double().cumsum(-1).long() - 1  # (a float cumsum: much faster than an integer one here)
-    slots = torch.where(keep, slots, torch.full_like(slots, width))
-    out = values.new_zeros(values.shape[0], width + 1)
-    out.scatter_(-1, slots, values * keep)
-    return out[:, :width].reshape(shape), keep.sum(-1).reshape(shape[:-1])
+    columns = columns or width
+    values, keep = values.reshape(-1, width), keep.reshape(-1, width)
+    rows = values.shape[0]
+    # a flat target: row r's kept entries at r * columns + 0, 1, ...; the others in one cell past the end
+    slots = keep.double().cumsum(-1).long() + (torch.arange(rows) * columns - 1)[:, None]
+    slots = torch.where(keep, slots, torch.full_like(slots, rows * columns))
+    out = values.new_zeros(rows * columns + 1)
+    out.scatter_(0, slots.reshape(-1), values.reshape(-1))
+    return out[:-1].view(*shape[:-1], columns), keep.sum(-1).reshape(shape[:-1])
 
 
 def cummax(values):
@@ -99,8 +103,7 @@ def cummax(values):
 
 def reverse_cummax(values):
     """Maximum of each entry and those after it along the last dimension."""
-    flipped = values.flip(-1).numpy()
-    return torch.from_numpy(np.maximum.accumulate(flipped, axis=-1, out=flipped)).flip(-1)
+    return torch.from_numpy(np.ascontiguousarray(np.maximum.accumulate(values.numpy()[..., ::-1], axis=-1)[..., ::-1]))
 
 
 def sequential_sum(values):
@@ -126,12 +129,19 @@ def pairwise_sum(values, counts):
     small = ~large
     if not small.any():
         return out
-    n = counts[small]
-    blocks = -(-min(width, PAIRWISE_BLOCK) // 8)
-    v = values[small, :8 * blocks]
-    v = torch.cat([v, v.new_zeros(v.shape[0], 8 * (blocks + 1) - v.shape[1])], 1)  # + a block of zeros
+    if large.any():
+        values, n = values[small], counts[small]
+    else:
+        n = counts
+    blocks = -(-int(n.max()) // 8)  # whole or partial blocks of 8 read, then one block of zeros
+    need = 8 * (blocks + 1)
+    if values.shape[1] >= need:
+        v = values[:, :need]
+    else:
+        v = torch.cat([values, values.new_zeros(values.shape[0], need - values.shape[1])], 1)
     whole = n // 8
-    acc = v.view(-1, blocks + 1, 8).cumsum(1).gather(1, (whole - 1).clamp(min=0)[:, None, None].expand(-1, 1, 8))[:, 0]
+    partial = v.reshape(-1, blocks + 1, 8).cumsum(1)  # the 8 partial sums after each block (a plain scan)
+    acc = partial.gather(1, (whole - 1).clamp(min=0)[:, None, None].expand(-1, 1, 8))[:, 0]
     tree = ((acc[:, 0] + acc[:, 1]) + (acc[:, 2] + acc[:, 3])) + ((acc[:, 4] + acc[:, 5]) + (acc[:, 6] + acc[:, 7]))
     rest = v.gather(1, 8 * whole[:, None] + torch.arange(7))  # zeros past each row's end
     blocked = sequential_sum(torch.cat([tree[:, None], rest], 1))
@@ -154,18 +164,19 @@ def _greedy_true_positives(ious, present, thresholds):
     walks the reversed argsort of the IoUs). A loop over the K ranks, all queries and thresholds at once.
     """
     q, k, g = ious.shape
-    t = len(thresholds)
-    ious = ious.flip(-1)  # reversed GT order: argmax's first maximum is the last listed window
-    matched = torch.zeros(q, t, g, dtype=torch.bool)
-    tp = torch.zeros(q, t, k, dtype=torch.bool)
+    ious = ious.flip(-1)  # reversed GT order: max's first maximum is the last listed window
+    # Q x K x T x G: the IoU where it reaches the threshold (and the prediction is present), else -1
+    candidates = ious[:, :, None, :] >= thresholds[None, None, :, None]
+    candidates &= present[:, :, None, None]
+    candidates = torch.where(candidates, ious[:, :, None, :], torch.full((), -1.0, dtype=ious.dtype))
+    free = torch.ones(q, len(thresholds), g, dtype=torch.bool)
+    tp = torch.empty(q, len(thresholds), k, dtype=torch.bool)
     gt_index = torch.arange(g)
-    above = ious[:, :, None, :] >= thresholds[None, None, :, None]  # Q x K x T x G
     for rank in range(k):
-        free = above[:, rank] & ~matched & present[:, rank, None, None]
-        key = torch.where(free, ious[:, rank, None, :], torch.full_like(ious[:, rank, None, :], float("-inf")))
-        hit = free.any(-1)
+        best, pick = torch.where(free, candidates[:, rank], -1.0).max(-1)  # first maximum
+        hit = best >= 0
         tp[:, :, rank] = hit
-        matched |= (gt_index == key.argmax(-1)[..., None]) & hit[..., None]
+        free &= gt_index != torch.where(hit, pick, -1)[..., None]
     return tp
 
 
@@ -194,14 +205,14 @@ def detection_average_precision(pred_windows, pred_scores, gt_windows, gt_mask, 
     present = pred_mask.gather(1, order)
     windows = pred_windows.gather(1, order[..., None].expand(q, k, 2))
     # each query's GT windows moved to the front (listed order kept), then matched in groups of queries
-    # of about the same number of windows: most queries have one or two, a few have twenty
+    # of about the same number of windows (1, 2-4, 5-16, ...): most queries have one, a few have twenty
     starts, num_gt = compact(gt_windows[..., 0], gt_mask)
     ends, _ = compact(gt_windows[..., 1], gt_mask)
     gts = torch.stack([starts, ends], -1)
     tp = torch.zeros(q, t, k, dtype=torch.bool)
     low = 0
     while low < int(num_gt.max()):
-        high = max(1, 2 * low)
+        high = max(1, 4 * low)
         rows = ((num_gt > low) & (num_gt <= high)).nonzero().squeeze(1)
         if len(rows):
             width = min(high, gts.shape[1])
@@ -321,15 +332,12 @@ def _saliency_average_precision(scores, relevant, clip_mask):
     positive, the highest precision tp / n at that score or any lower one, from the lowest score up.
     Here the clips are sorted ascending (the padding first), which is that order.
     """
-    scores = _as_float64(scores)
-    relevant = torch.as_tensor(relevant, dtype=torch.bool)
-    clip_mask = torch.as_tensor(clip_mask, dtype=torch.bool)
-    q, t, a = relevant.shape
+    q, a, t = relevant.shape
     if q == 0 or t == 0:
         return torch.zeros(q, a, dtype=torch.float64)
     num_clips = clip_mask.sum(1)
     ranked, order = scores.masked_fill(~clip_mask, float("-inf")).sort(dim=1)
-    labels = (relevant & clip_mask[..., None]).transpose(1, 2).gather(2, order[:, None, :].expand(q, a, t))
+    labels = relevant.gather(2, order[:, None, :].expand(q, a, t))
     labels = labels.double()  # Q x A x T by score ascending (float: exact counts, faster cumsums)
     position = torch.arange(t)
     inside = position >= (t - num_clips)[:, None]
@@ -344,8 +352,8 @@ def _saliency_average_precision(scores, relevant, clip_mask):
     precision = tp / (t - first_of_run).double()[:, None] * run_end[:, None]  # at run ends only (else 0)
     best_below = cummax(precision)  # interpolated: max over this score and the lower ones
     moves = run_end[:, None] & (tp > above)
-    terms, counts = compact(best_below, moves)
-    sums = pairwise_sum(terms.reshape(q * a, t), counts.reshape(q * a)).reshape(q, a)
+    terms, counts = compact(best_below, moves, 8 * (-(-min(t, PAIRWISE_BLOCK) // 8) + 1))
+    sums = pairwise_sum(terms.reshape(q * a, -1), counts.reshape(q * a)).reshape(q, a)
     ap = sums / counts.clamp(min=1)
     positives = positives[..., 0]
     ap = torch.where(positives == num_clips[:, None], torch.ones_like(ap), ap)
@@ -359,9 +367,10 @@ def saliency_average_precision(scores, relevant, clip_mask):
     one with 0), relevant Q x T x A bool, clip_mask Q x T (each row's first clips). 0 where no clip
     is relevant (or the video has none), 1 where all are.
     """
-    relevant = torch.as_tensor(relevant)
-    return _chunked(_saliency_average_precision, relevant.shape[1] * relevant.shape[2], torch.as_tensor(scores),
-                    relevant, torch.as_tensor(clip_mask))
+    clip_mask = torch.as_tensor(clip_mask, dtype=torch.bool)
+    relevant = (torch.as_tensor(relevant, dtype=torch.bool) & clip_mask[..., None]).transpose(1, 2).contiguous()
+    return _chunked(_saliency_average_precision, relevant.shape[1] * relevant.shape[2], _as_float64(scores),
+                    relevant, clip_mask)
 
 
 def top_clip_hits(pred_saliency, pred_mask, relevant, clip_mask):
@@ -393,7 +402,9 @@ def highlight_metrics(pred_saliency, gt_saliency, clip_mask, pred_mask=None, lev
     # the AP's input: the prediction within the video's clips, 0 past its own end (the official padding)
     aligned = torch.where(pred_mask & clip_mask, pred_saliency, torch.zeros_like(pred_saliency))
     relevant = torch.cat([gt_saliency >= level for level in levels.values()], -1)  # Q x W x (levels * A)
-    ap = saliency_average_precision(aligned, relevant, clip_mask).reshape(q, len(levels), a)
+    relevant &= clip_mask[..., None]
+    ap = _chunked(_saliency_average_precision, relevant.shape[1] * relevant.shape[2], aligned,
+                  relevant.transpose(1, 2).contiguous(), clip_mask).reshape(q, len(levels), a)
     out = OrderedDict()
     for i, name in enumerate(levels):
         hits = top_clip_hits(pred_saliency, pred_mask, relevant[..., i * a:(i + 1) * a], clip_mask)
