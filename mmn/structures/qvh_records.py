@@ -128,7 +128,7 @@ class Ragged:
 def flat_numbers(lists, width=None, integers=False):
     """float64 array of every number of ``lists`` (per row a list of numbers, or of lists of ``width``
     numbers: N x width), or None if any item is not so or not finite. ``integers``: int only, int64.
-    (JSON true / false among the numbers read as 1 / 0, as Python reads them.)"""
+    (JSON true / false among numbers read as 1 / 0, as numpy reads them.)"""
     try:
         numbers = chain.from_iterable(lists)
         if width is not None:
@@ -136,13 +136,12 @@ def flat_numbers(lists, width=None, integers=False):
             if set(map(type, items)) - {list} or set(map(len, items)) - {width}:
                 return None
             numbers = chain.from_iterable(items)
-        if integers:
-            numbers = list(numbers)
-            if set(map(type, numbers)) - {int}:
-                return None
-        values = np.fromiter(numbers, dtype=np.int64 if integers else np.float64)
+        values = np.array(list(numbers))  # numpy infers the type: strings, None, lists do not give numbers
     except (TypeError, ValueError, OverflowError):
         return None
+    if values.ndim != 1 or (values.dtype.kind not in ("iub" if integers else "iufb") and values.size):
+        return None
+    values = values.astype(np.int64 if integers else np.float64)
     if not integers and not np.isfinite(values).all():
         return None
     return values if width is None else values.reshape(-1, width)
