@@ -83,27 +83,15 @@ def hull_iou(windows1, windows2):
 def compact(values, keep, columns=None):
     """Each row's kept entries moved to its front, in order, then zeros, ``columns`` wide (default: as
     wide as the rows); and how many were kept."""
-    shape = values.shape
-    width = shape[-1]
-    columns = columns or width
-    values, keep = values.reshape(-1, width), keep.reshape(-1, width)
-    rows = values.shape[0]
-    # a flat target: row r's kept entries at r * columns + 0, 1, ...; the others in one cell past the end
-    slots = keep.double().cumsum(-1).long() + (torch.arange(rows) * columns - 1)[:, None]
-    slots = torch.where(keep, slots, torch.full_like(slots, rows * columns))
-    out = values.new_zeros(rows * columns + 1)
-    out.scatter_(0, slots.reshape(-1), values.reshape(-1))
-    return out[:-1].view(*shape[:-1], columns), keep.sum(-1).reshape(shape[:-1])
+    counts = keep.sum(-1)
+    out = values.new_zeros(*values.shape[:-1], columns or values.shape[-1])
+    out.masked_scatter_(torch.arange(out.shape[-1]) < counts[..., None], values.masked_select(keep))  # row-major
+    return out, counts
 
 
 def cummax(values):
     """Running maximum along the last dimension (numpy's: torch's cummax also tracks indices, slowly)."""
     return torch.from_numpy(np.maximum.accumulate(values.contiguous().numpy(), axis=-1))
-
-
-def reverse_cummax(values):
-    """Maximum of each entry and those after it along the last dimension."""
-    return torch.from_numpy(np.ascontiguousarray(np.maximum.accumulate(values.numpy()[..., ::-1], axis=-1)[..., ::-1]))
 
 
 def sequential_sum(values):
@@ -153,7 +141,14 @@ def pairwise_sum(values, counts):
 # moment retrieval
 # ------------------------------------------------------------------------------------------------
 def _as_float64(x):
-    return torch.as_tensor(x).to(torch.float64)
+    """A float64 CPU tensor of ``x`` (a tensor on any device, an array, a list): the metrics are
+    computed in float64 on the CPU, as the official numpy code computes them."""
+    return torch.as_tensor(x).detach().cpu().to(torch.float64)
+
+
+def _as_bool(x):
+    """A bool CPU tensor of ``x``."""
+    return torch.as_tensor(x).detach().cpu().to(torch.bool)
 
 
 def _greedy_true_positives(ious, present, thresholds):
@@ -189,10 +184,10 @@ def detection_average_precision(pred_windows, pred_scores, gt_windows, gt_mask, 
     gt_mask Q x G. A query without GT windows gets AP 0.
     """
     pred_windows, pred_scores = _as_float64(pred_windows), _as_float64(pred_scores)
-    gt_windows, gt_mask = _as_float64(gt_windows), torch.as_tensor(gt_mask, dtype=torch.bool)
+    gt_windows, gt_mask = _as_float64(gt_windows), _as_bool(gt_mask)
     if pred_mask is None:
         pred_mask = torch.ones(pred_scores.shape, dtype=torch.bool)
-    pred_mask = torch.as_tensor(pred_mask, dtype=torch.bool)[:, :max_pred_windows]
+    pred_mask = _as_bool(pred_mask)[:, :max_pred_windows]
     pred_windows, pred_scores = pred_windows[:, :max_pred_windows], pred_scores[:, :max_pred_windows]
     q, k = pred_scores.shape
     thresholds = torch.tensor(iou_thresholds, dtype=torch.float64)
@@ -223,7 +218,9 @@ def detection_average_precision(pred_windows, pred_scores, gt_windows, gt_mask, 
     tp_sum = tp.double().cumsum(-1)
     seen = present.double().cumsum(-1).clamp(min=1)  # predictions so far (absent ones come last)
     precision = tp_sum / seen[:, None, :]
-    best_after = reverse_cummax(precision)  # interpolated: max over this rank and later
+    best_after = precision  # interpolated: max over this rank and later (a loop over the <= 10 ranks)
+    for rank in range(k - 2, -1, -1):
+        best_after[..., rank] = torch.maximum(best_after[..., rank], best_after[..., rank + 1])
     recall = tp_sum / num_gt.double().clamp(min=1)[:, None, None]
     # the area steps: recall moves at the true positives only, elsewhere the step is exactly 0
     steps = recall * best_after
@@ -243,18 +240,20 @@ def detection_average_precision(pred_windows, pred_scores, gt_windows, gt_mask, 
 
 
 def _chunked(function, cells_per_query, *tensors):
-    """``function`` over chunks of queries (dim 0 of every tensor, None passed as is), concatenated."""
-    q = next(len(x) for x in tensors if x is not None)
+    """``function`` over chunks of queries (dim 0 of every tensor), its outputs (a tuple of tensors)
+    concatenated."""
+    q = len(tensors[0])
     step = max(1, CHUNK_CELLS // max(cells_per_query, 1))
     if q <= step:
         return function(*tensors)
-    return torch.cat([function(*(None if x is None else x[i:i + step] for x in tensors)) for i in range(0, q, step)])
+    parts = [function(*(x[i:i + step] for x in tensors)) for i in range(0, q, step)]
+    return tuple(torch.cat(outputs) for outputs in zip(*parts))
 
 
 def top1_hits(pred_windows, gt_windows, gt_mask, pred_mask=None, iou_thresholds=IOU_THRESHOLDS):
     """Q x len(iou_thresholds) bool: the first listed prediction hits the GT window it overlaps most."""
     pred_windows, gt_windows = _as_float64(pred_windows), _as_float64(gt_windows)
-    gt_mask = torch.as_tensor(gt_mask, dtype=torch.bool)
+    gt_mask = _as_bool(gt_mask)
     q, g = gt_mask.shape
     thresholds = torch.tensor(iou_thresholds, dtype=torch.float64)
     if q == 0 or g == 0 or pred_windows.shape[1] == 0:
@@ -266,7 +265,7 @@ def top1_hits(pred_windows, gt_windows, gt_mask, pred_mask=None, iou_thresholds=
     hits = hull_iou(first, target)[:, None] >= thresholds
     present = gt_mask.any(1)
     if pred_mask is not None:
-        present &= torch.as_tensor(pred_mask, dtype=torch.bool)[:, 0]
+        present &= _as_bool(pred_mask)[:, 0]
     return hits & present[:, None]
 
 
@@ -287,10 +286,10 @@ def moment_retrieval_metrics(pred_windows, pred_scores, gt_windows, gt_mask, pre
     that no query enters has None everywhere. Queries without any GT window enter no range.
     """
     pred_windows, pred_scores, gt_windows = _as_float64(pred_windows), _as_float64(pred_scores), _as_float64(gt_windows)
-    gt_mask = torch.as_tensor(gt_mask, dtype=torch.bool)
+    gt_mask = _as_bool(gt_mask)
     if pred_mask is None:
         pred_mask = torch.ones(pred_scores.shape, dtype=torch.bool)
-    pred_mask = torch.as_tensor(pred_mask, dtype=torch.bool)
+    pred_mask = _as_bool(pred_mask)
     lengths = gt_windows[..., 1] - gt_windows[..., 0]
     rows, masks, names = [], [], []
     for name, bounds in length_ranges.items():  # every range in one batch: the queries it keeps, its windows
@@ -324,8 +323,9 @@ def moment_retrieval_metrics(pred_windows, pred_scores, gt_windows, gt_mask, pre
 # ------------------------------------------------------------------------------------------------
 # highlight detection
 # ------------------------------------------------------------------------------------------------
-def _saliency_average_precision(scores, relevant, clip_mask):
-    """``saliency_average_precision`` of one chunk of queries.
+def _saliency_terms(scores, relevant, clip_mask):
+    """The terms of the saliency APs of one chunk of queries (scores Q x T, relevant Q x A x T): the
+    averaged precisions compacted (Q x A x C, in numpy's order), their counts and the positives (Q x A).
 
     scikit-learn's curve has one point per distinct score s: true positives tp(s) and predictions
     n(s) at scores >= s; ``get_ap`` averages, over the points whose run of equal scores holds a
@@ -333,8 +333,6 @@ def _saliency_average_precision(scores, relevant, clip_mask):
     Here the clips are sorted ascending (the padding first), which is that order.
     """
     q, a, t = relevant.shape
-    if q == 0 or t == 0:
-        return torch.zeros(q, a, dtype=torch.float64)
     num_clips = clip_mask.sum(1)
     ranked, order = scores.masked_fill(~clip_mask, float("-inf")).sort(dim=1)
     labels = relevant.gather(2, order[:, None, :].expand(q, a, t))
@@ -352,12 +350,8 @@ def _saliency_average_precision(scores, relevant, clip_mask):
     precision = tp / (t - first_of_run).double()[:, None] * run_end[:, None]  # at run ends only (else 0)
     best_below = cummax(precision)  # interpolated: max over this score and the lower ones
     moves = run_end[:, None] & (tp > above)
-    terms, counts = compact(best_below, moves, 8 * (-(-min(t, PAIRWISE_BLOCK) // 8) + 1))
-    sums = pairwise_sum(terms.reshape(q * a, -1), counts.reshape(q * a)).reshape(q, a)
-    ap = sums / counts.clamp(min=1)
-    positives = positives[..., 0]
-    ap = torch.where(positives == num_clips[:, None], torch.ones_like(ap), ap)
-    return torch.where((positives == 0) | (num_clips[:, None] == 0), torch.zeros_like(ap), ap)
+    terms, counts = compact(best_below, moves, 8 * (-(-t // 8) + 1))  # + a block of zeros for pairwise_sum
+    return terms, counts, positives[..., 0]
 
 
 def saliency_average_precision(scores, relevant, clip_mask):
@@ -367,18 +361,24 @@ def saliency_average_precision(scores, relevant, clip_mask):
     one with 0), relevant Q x T x A bool, clip_mask Q x T (each row's first clips). 0 where no clip
     is relevant (or the video has none), 1 where all are.
     """
-    clip_mask = torch.as_tensor(clip_mask, dtype=torch.bool)
-    relevant = (torch.as_tensor(relevant, dtype=torch.bool) & clip_mask[..., None]).transpose(1, 2).contiguous()
-    return _chunked(_saliency_average_precision, relevant.shape[1] * relevant.shape[2], _as_float64(scores),
-                    relevant, clip_mask)
+    clip_mask = _as_bool(clip_mask)
+    relevant = (_as_bool(relevant) & clip_mask[..., None]).transpose(1, 2).contiguous()  # Q x A x T
+    q, a, t = relevant.shape
+    if q == 0 or t == 0:
+        return torch.zeros(q, a, dtype=torch.float64)
+    terms, counts, positives = _chunked(_saliency_terms, a * t, _as_float64(scores), relevant, clip_mask)
+    ap = pairwise_sum(terms.reshape(q * a, -1), counts.reshape(q * a)).reshape(q, a) / counts.clamp(min=1)
+    num_clips = clip_mask.sum(1)[:, None]
+    ap = torch.where(positives == num_clips, torch.ones_like(ap), ap)
+    return torch.where((positives == 0) | (num_clips == 0), torch.zeros_like(ap), ap)
 
 
 def top_clip_hits(pred_saliency, pred_mask, relevant, clip_mask):
     """Q bool: the top-scored predicted clip (first on ties, over every predicted clip) is relevant for
     any annotator; a top clip past the video's clips is a miss."""
     pred_saliency = _as_float64(pred_saliency)
-    pred_mask = torch.as_tensor(pred_mask, dtype=torch.bool)
-    relevant = torch.as_tensor(relevant, dtype=torch.bool) & torch.as_tensor(clip_mask, dtype=torch.bool)[..., None]
+    pred_mask = _as_bool(pred_mask)
+    relevant = _as_bool(relevant) & _as_bool(clip_mask)[..., None]
     q, t, _ = relevant.shape
     if q == 0 or t == 0 or pred_saliency.shape[1] == 0:
         return torch.zeros(q, dtype=torch.bool)
@@ -396,15 +396,13 @@ def highlight_metrics(pred_saliency, gt_saliency, clip_mask, pred_mask=None, lev
     "HL-Hit1": ...}} for each (name, minimum score) of ``levels``; None when Q is 0.
     """
     pred_saliency, gt_saliency = _as_float64(pred_saliency), _as_float64(gt_saliency)
-    clip_mask = torch.as_tensor(clip_mask, dtype=torch.bool)
-    pred_mask = clip_mask if pred_mask is None else torch.as_tensor(pred_mask, dtype=torch.bool)
+    clip_mask = _as_bool(clip_mask)
+    pred_mask = clip_mask if pred_mask is None else _as_bool(pred_mask)
     q, _, a = gt_saliency.shape
     # the AP's input: the prediction within the video's clips, 0 past its own end (the official padding)
     aligned = torch.where(pred_mask & clip_mask, pred_saliency, torch.zeros_like(pred_saliency))
     relevant = torch.cat([gt_saliency >= level for level in levels.values()], -1)  # Q x W x (levels * A)
-    relevant &= clip_mask[..., None]
-    ap = _chunked(_saliency_average_precision, relevant.shape[1] * relevant.shape[2], aligned,
-                  relevant.transpose(1, 2).contiguous(), clip_mask).reshape(q, len(levels), a)
+    ap = saliency_average_precision(aligned, relevant, clip_mask).reshape(q, len(levels), a)
     out = OrderedDict()
     for i, name in enumerate(levels):
         hits = top_clip_hits(pred_saliency, pred_mask, relevant[..., i * a:(i + 1) * a], clip_mask)
