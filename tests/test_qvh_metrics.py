@@ -331,3 +331,11 @@ def test_reference_reproduces_the_official_file():
 def test_iou_thresholds_are_the_official_keys():
     assert [qvh.threshold_key(t) for t in QVH_IOU_THRESHOLDS] == \
         ["0.5", "0.55", "0.6", "0.65", "0.7", "0.75", "0.8", "0.85", "0.9", "0.95"]
+
+
+def test_benchmark_generated_rows_score_as_officially():
+    """The benchmark's rows where ../shared is absent: valid, and scored as the official algorithm does."""
+    from benchmarks.qvh_eval import generate_rows
+
+    submission, ground_truth = generate_rows(120, seed=1)
+    assert _dumps(qvh.eval_submission(submission, ground_truth)) == _dumps(qvh_eval_submission(submission, ground_truth))

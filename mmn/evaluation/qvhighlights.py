@@ -19,14 +19,24 @@ sums in numpy's pairwise order (``pairwise_sum``), means over queries taken by n
 order (submission order). The greedy matching loops over the <= 10 prediction ranks only, vectorised
 over queries, thresholds and GT windows.
 
-Where the official evaluator is unspecified or crashes, we define (documented in docs/QVHIGHLIGHTS.md
-of the integrating change):
+Where the official evaluator is unspecified or crashes, we define:
   * GT windows of exactly equal IoU with a prediction: the last listed is matched first (the official
     reversed ``argsort``, read with a stable sort; numpy's default sort leaves it to the platform);
   * a length range without any query: every figure of it is None (JSON null; the official crashes);
   * an empty union (a zero-length GT window) gives IoU 0 (the official gives NaN, and counts it a hit);
   * a query without predictions has AP 0 and no R1 / HIT@1 hit (the official crashes or skips it);
   * a video with no clip (duration < 2 s) has saliency AP 0 (the official crashes).
+None of these occurs in the official sample predictions against the val split (whichever way GT ties
+are broken, the figures are the same there).
+
+Use from any dataset's ranked moments (e.g. the engine's top moments, padded with NaN / -inf):
+    mr = moment_retrieval_metrics(moments, scores, gt_windows, gt_mask, pred_mask=scores.isfinite(),
+                                  length_ranges={"full": None})
+    official_metrics(mr)["brief"]["MR-full-mAP"]            # also MR-full-mAP@0.5 / @0.75, MR-full-R1@0.5 / 0.7
+with saliency (Q x T per-clip scores, Q x T x 3 annotator scores, the video's clips):
+    official_metrics(mr, highlight_metrics(saliency, gt_saliency, clip_mask))
+from official jsonl rows: ``eval_submission(submission_rows, gt_rows)``; files: ``mmn-eval-qvh``;
+writing them: mmn.structures.qvh_records.submission_rows + write_jsonl.
 """
 from collections import OrderedDict
 
