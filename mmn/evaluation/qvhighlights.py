@@ -169,6 +169,9 @@ def _greedy_true_positives(ious, present, thresholds):
     walks the reversed argsort of the IoUs). A loop over the K ranks, all queries and thresholds at once.
     """
     q, k, g = ious.shape
+    if g == 1:  # one GT window: the first present prediction reaching the threshold takes it
+        reach = (ious >= thresholds) & present[..., None]  # Q x K x T
+        return (reach & (reach.cumsum(1) == 1)).transpose(1, 2)
     ious = ious.flip(-1)  # reversed GT order: max's first maximum is the last listed window
     # Q x K x T x G: the IoU where it reaches the threshold (and the prediction is present), else -1
     candidates = ious[:, :, None, :] >= thresholds[None, None, :, None]
