@@ -16,5 +16,6 @@ setup(
         "web": ["gradio>=6.31", "av", "matplotlib"],  # mmn-web: the page (tested with Gradio 6.31.0)
     },
     entry_points={"console_scripts": ["mmn-predict = mmn.predict:cli", "mmn-extract = mmn.video.extract:cli",
-                                      "mmn-web = mmn.web.cli:cli"]},
+                                      "mmn-web = mmn.web.cli:cli",
+                                      "mmn-eval-qvh = mmn.evaluation.qvh_eval:cli"]},
 )

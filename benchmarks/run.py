@@ -1,7 +1,7 @@
 """Benchmark ``mmn`` against the official MMN algorithms on the three official configs.
 
     python -m benchmarks.run [--quick] [--out FILE.json] [--datasets charades,activitynet,tacos]
-                             [--only eval,data,train] [--keep-tmp]
+                             [--only eval,data,train,qvh] [--keep-tmp]
 
 Everything runs on generated data of the real shapes: the real annotation files of ``dataset/`` and HDF5
 features of the real dimensions and clip counts, written to a temporary directory for the videos that
@@ -23,6 +23,9 @@ Measures, per config:
               REFERENCE_TIMINGS.md (the official code).
   end-to-end  test_net's path (mmn.engine.inference.run_inference + recall table) on a few test videos,
               and the same weights with dense convs + the official evaluate().
+  qvh         (once, not per config) the QVHighlights metrics on 1,550 val queries: ours against the
+              official standalone_eval algorithm in one process and with its Pool(8), same numbers
+              checked (benchmarks/qvh_eval.py; generated rows of the same shape without ../shared).
 """
 import argparse
 import gc
@@ -61,14 +64,14 @@ MODES = {
         loader_passes=2, build_fractions=(0.25, 1.0),
         train_batch={"charades": 8, "activitynet": 2, "tacos": 1},
         train_warmup=1, train_steps={"charades": 2, "activitynet": 1, "tacos": 1},
-        e2e_videos={"charades": 8, "activitynet": 2, "tacos": 1}),
+        e2e_videos={"charades": 8, "activitynet": 2, "tacos": 1}, qvh_repeats=5),
     "quick": dict(
         feature_videos=16, test_videos=4,
         eval_baseline_queries={"charades": 300, "activitynet": 60, "tacos": 30}, eval_repeats=1,
         loader_passes=1, build_fractions=(1.0,),
         train_batch={"charades": 2, "activitynet": 1, "tacos": 1},
         train_warmup=0, train_steps={"charades": 1, "activitynet": 0, "tacos": 0},
-        e2e_videos={"charades": 4, "activitynet": 1, "tacos": 0}),
+        e2e_videos={"charades": 4, "activitynet": 1, "tacos": 0}, qvh_repeats=2),
 }
 
 
@@ -465,7 +468,14 @@ def worker_train(spec):
     _emit(result)
 
 
-WORKERS = {"eval": worker_eval, "data": worker_data, "train": worker_train}
+def worker_qvh(spec):
+    """QVHighlights metrics: ours against the official algorithm (benchmarks/qvh_eval.py)."""
+    from benchmarks.qvh_eval import measure
+
+    _emit(measure(repeats=spec["repeats"], workers=spec["workers"], threads=spec.get("threads") or 1))
+
+
+WORKERS = {"eval": worker_eval, "data": worker_data, "train": worker_train, "qvh": worker_qvh}
 
 
 # ================================================================================================
@@ -609,7 +619,7 @@ def orchestrate(args):
     mode_name = "quick" if args.quick else "full"
     mode = dict(MODES[mode_name])
     names = [n.strip() for n in args.datasets.split(",") if n.strip()]
-    only = set(x.strip() for x in args.only.split(",")) if args.only else {"eval", "data", "train"}
+    only = set(x.strip() for x in args.only.split(",")) if args.only else {"eval", "data", "train", "qvh"}
     t_start = time.time()
     log(f"mode {mode_name}, datasets {names}, measures {sorted(only)}")
     workdir = tempfile.mkdtemp(prefix="mmn_bench_", dir=args.tmpdir)
@@ -672,6 +682,13 @@ def orchestrate(args):
                         f"{tr['backward_s']:.2f}, opt {tr['optimizer_s']:.2f}), peak {tr['peak_rss_mb']:.0f} MB")
                 if tr.get("e2e"):
                     log(f"{name} end-to-end: {tr['e2e']['s']:.2f} s for {tr['e2e']['queries']} queries")
+        if "qvh" in only:
+            results["qvh"] = run_worker("qvh", {"repeats": mode["qvh_repeats"], "workers": 8, "threads": args.threads})
+            qv = results["qvh"]
+            if "speedup_vs_official_1" in qv:
+                log(f"qvh metrics: ours {qv['ours_wall_s']:.3f} s, official {qv['official_1_wall_s']:.2f} s "
+                    f"({qv['speedup_vs_official_1']:.0f}x), Pool(8) {qv['official_n_wall_s']:.2f} s, "
+                    f"same numbers {qv['same_numbers']}")
     finally:
         if not args.keep_tmp:
             shutil.rmtree(workdir, ignore_errors=True)
@@ -695,7 +712,7 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true", help="fewer videos, queries and steps (~1 minute)")
     parser.add_argument("--out", default=None, metavar="FILE.json", help="write all figures as JSON")
     parser.add_argument("--datasets", default=",".join(DATASETS), help="comma-separated subset of " + ", ".join(DATASETS))
-    parser.add_argument("--only", default=None, help="comma-separated subset of eval, data, train")
+    parser.add_argument("--only", default=None, help="comma-separated subset of eval, data, train, qvh")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch threads in every measure (default: 1 for evaluation and data, whose baseline "
                              "is single-threaded Python; torch's default for training, as REFERENCE_TIMINGS)")
