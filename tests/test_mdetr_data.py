@@ -188,7 +188,8 @@ def test_contract_views_per_query(qvh):
     assert dataset.num_queries == 5 and dataset.query_ids() == [101, 102, 103, 104, 105]
     assert dataset.query_moments().tolist() == [[4, 10], [140, 150], [0, 16], [0, 150], [90, 120]]
     assert dataset.query_durations().tolist() == [150, 150, 124, 150, 150]
-    assert dataset.query_video_ids()[4] == "vidA_0.0_150.0" and dataset.query_sentences()[0] == qvh["records"][0]["query"]
+    assert dataset.query_video_ids()[4] == "vidA_0.0_150.0"
+    assert dataset.query_sentences()[0] == qvh["records"][0]["query"]
     assert len(dataset.query_windows()[0]) == 7
 
 

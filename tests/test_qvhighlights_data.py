@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from helpers.qvh_data import record, sample_records, write_features, write_jsonl
+from helpers.qvh_data import sample_records, write_features, write_jsonl
 from mmn.config.loading import ConfigError
 from mmn.data.annotations import AnnotationError, annotation_formats, load_annotations
 from mmn.data.catalog import builtin_entries, read_catalog_file
@@ -171,7 +171,8 @@ def test_video_folders_match_an_independent_numpy_computation(qvh_files):
     assert lengths == {"vidA_0.0_150.0": 75, "vidB_0.0_150.0": 75, "vidC_0.0_124.0": 62, "vidD_0.0_150.0": 75}
     # the folders' order is the concatenation order
     swapped = NpzVideoFolders(qvh_files["folders"][::-1], max_len=75).read("vidC_0.0_124.0")
-    assert torch.equal(swapped, torch.cat([reader.read("vidC_0.0_124.0")[:, 6:], reader.read("vidC_0.0_124.0")[:, :6]], 1))
+    straight = reader.read("vidC_0.0_124.0")
+    assert torch.equal(swapped, torch.cat([straight[:, 6:], straight[:, :6]], 1))
     # normalisation per folder: each folder's block of a row has norm ~1, the whole row ~sqrt(2)
     row = reader.read("vidA_0.0_150.0")[3]
     assert abs(row[:6].norm() - 1) < 1e-5 and abs(row[6:].norm() - 1) < 1e-5
@@ -258,7 +259,8 @@ def test_bad_feature_files_are_refused_without_unpickling(qvh_files):
     with pytest.raises(FeatureError, match="different feature sizes"):
         reader.check_videos(["vidC_0.0_124.0", "vidD_0.0_150.0"])
     with pytest.raises(FeatureError, match=r"6 \(video_0\) \+ 4 \(video_1\) = 10 do not match MODEL.X.V_FEAT_DIM 12"):
-        NpzVideoFolders(qvh_files["folders"], feat_dim=12, dim_key="MODEL.X.V_FEAT_DIM").check_videos(["vidD_0.0_150.0"])
+        NpzVideoFolders(qvh_files["folders"], feat_dim=12, dim_key="MODEL.X.V_FEAT_DIM").check_videos(
+            ["vidD_0.0_150.0"])
 
 
 # ---------------------------------------------------------------------------- catalog
@@ -289,7 +291,8 @@ def test_catalog_file_declares_feature_folders(qvh_files):
     assert entries["mine_test"].video_feature_dirs == () and entries["mine_test"].clip_length is None
     assert isinstance(build_video_reader(entry), NpzVideoFolders)
     assert isinstance(build_video_reader(entries["mine_test"]), HDF5VideoFeatures)
-    assert torch.equal(build_text_reader(entry, max_len=3).read(102), NpzTextFolder(qvh_files["text"], max_len=3).read(102))
+    assert torch.equal(build_text_reader(entry, max_len=3).read(102),
+                       NpzTextFolder(qvh_files["text"], max_len=3).read(102))
     with pytest.raises(ConfigError, match="mine_test.*no text_feature_dir"):
         build_text_reader(entries["mine_test"])
 
