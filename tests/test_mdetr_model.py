@@ -88,7 +88,8 @@ def test_matcher_costs_equal_the_official_flat_matrix():
     """Batched padded costs = the blocks of the official (B x nq, all targets) matrix with torch.cdist."""
     g = torch.Generator().manual_seed(1)
     logits, spans = torch.randn(2, 3, 6, 2, generator=g), torch.rand(2, 3, 6, 2, generator=g) * 0.5 + 0.1
-    labels = [torch.tensor([[0.3, 0.2]]), torch.tensor([[0.5, 0.4], [0.2, 0.1], [0.8, 0.2]]), torch.tensor([[0.6, 0.5]])]
+    labels = [torch.tensor([[0.3, 0.2]]), torch.tensor([[0.5, 0.4], [0.2, 0.1], [0.8, 0.2]]),
+              torch.tensor([[0.6, 0.5]])]
     matcher = HungarianMatcher(10.0, 1.0, 4.0)
     _, blocks = matcher(logits, spans, labels, return_costs=True)
     targets = torch.cat(labels)

@@ -238,9 +238,9 @@ def loss_rows(prefix, losses, official, official_total):
             rows.append(abs_row(f"{prefix} {key}", losses[key], value, SCORE_TOL))
         else:
             rows.append(close_row(f"{prefix} {key}", losses[key], value))
-    extra = sorted(set(losses) - set(official) - {"loss"})
+    ours_keys = [k for k in losses if k != "loss"]
     rows.append(exact_row(f"{prefix} loss terms (official keys and order)",
-                          not extra and [k for k in losses if k != "loss"] == [k for k in official if k != "loss_overall"]))
+                          ours_keys == [k for k in official if k != "loss_overall"]))
     rows.append(close_row(f"{prefix} loss_total", losses["loss"], official_total))
     return rows
 
@@ -258,10 +258,10 @@ def submission_rows_compare(prefix, outputs, batch, qids, official_before, offic
                         SCORE_TOL))
     rows.append(abs_row(f"{prefix} before post-processing: scores (4 decimals)", scores, ref_before[..., 2], SCORE_TOL))
     ranked = rank_moments(outputs, dur, batch["src_vid_mask"], max_ts_val=float(settings["max_ts_val"]),
-                          round_multiple=float(settings["clip_length"]))
+                          round_multiple=float(settings["clip_length"]), clip_to_duration=False)
     ref_after = torch.tensor([r["pred_relevant_windows"] for r in official_after], dtype=torch.float64)
-    rows.append(exact_row(f"{prefix} submission windows [st, ed] (ranked)", torch.equal(ranked.moments, ref_after[..., :2]),
-                          _max_diff(ranked.moments, ref_after[..., :2])))
+    rows.append(exact_row(f"{prefix} submission windows [st, ed] (ranked)",
+                          torch.equal(ranked.moments, ref_after[..., :2]), _max_diff(ranked.moments, ref_after[..., :2])))
     rows.append(abs_row(f"{prefix} submission scores", ranked.scores, ref_after[..., 2], SCORE_TOL))
     lengths_ok = ranked.saliency_lengths.tolist() == [len(r["pred_saliency_scores"]) for r in official_after]
     rows.append(exact_row(f"{prefix} submission saliency lengths", lengths_ok))
