@@ -22,6 +22,10 @@ def main(argv):
         print(__doc__)
         return 2
     folder = argv[0] if argv else os.path.join(HERE, "fixtures", "mdetr_parity")
+    missing = [n for n in ("mdetr_expected.pt", "model_init.ckpt") if not os.path.isfile(os.path.join(folder, n))]
+    if missing:
+        print(f"{folder}: not a Moment-DETR parity fixture (missing {', '.join(missing)})", file=sys.stderr)
+        return 2
     rows = compare_all(folder)
     print(format_table(rows))
     failed = [r for r in rows if r.ok is False]

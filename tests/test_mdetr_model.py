@@ -16,7 +16,8 @@ from mmn.modeling.moment_detr import MomentDETR
 from mmn.modeling.moment_detr.config import video_input_dim, weight_dict
 from mmn.modeling.moment_detr.loss import saliency_hinge_loss
 from mmn.modeling.moment_detr.matcher import HungarianMatcher
-from mmn.modeling.moment_detr.postprocess import postprocess_windows, rank_moments, ranked_windows, round_decimals
+from mmn.modeling.moment_detr.postprocess import (postprocess_windows, rank_moments, ranked_windows, round_decimals,
+                                                  submission_rows)
 from mmn.structures import generalized_temporal_iou, span_cxw_to_xx, span_xx_to_cxw, temporal_iou
 from mmn.utils.checkpoint import CheckpointError, load_model_weights
 
@@ -230,6 +231,10 @@ def test_rank_moments_sorts_stably_by_unrounded_score():
     assert torch.isnan(ranked.saliency[0, 2])
     windows, scores = ranked_windows(logits, spans, [100.0])
     assert windows[0, 1].tolist() == [25.0, 35.0] and scores[0, 2].item() == 0.5
+    line, = submission_rows(ranked, [{"qid": 7, "query": "a sentence", "vid": "v_1"}])
+    assert list(line) == ["qid", "query", "vid", "pred_relevant_windows", "pred_saliency_scores"]
+    assert line["pred_relevant_windows"][:2] == [[10.0, 30.0, 0.8808], [24.0, 36.0, 0.7311]]
+    assert line["pred_saliency_scores"] == ranked.saliency[0, :2].tolist()  # cut to the video's clips
 
 
 # ---------------------------------------------------------------------------- checkpoints

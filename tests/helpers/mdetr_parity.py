@@ -29,7 +29,7 @@ from mmn.config.defaults import get_default_config
 from mmn.modeling.moment_detr import MomentDETR
 from mmn.modeling.moment_detr.config import video_input_dim
 from mmn.modeling.moment_detr.optim import build_moment_detr_optimizer
-from mmn.modeling.moment_detr.postprocess import postprocess_windows, rank_moments, ranked_windows
+from mmn.modeling.moment_detr.postprocess import postprocess_windows, rank_moments, ranked_windows, submission_rows
 from mmn.utils.checkpoint import load_model_weights
 
 TOL = 1e-5            # float tensors, relative for values above 1
@@ -246,8 +246,10 @@ def loss_rows(prefix, losses, official, official_total):
 
 
 # ---------------------------------------------------------------------------- post-processing
-def submission_rows_compare(prefix, outputs, batch, qids, official_before, official_after, durations, settings):
-    """The official rows before post-processing and the submission: windows, scores, saliency."""
+def submission_rows_compare(prefix, outputs, batch, qids, official_before, official_after, durations, settings,
+                            metas=None):
+    """The official rows before post-processing and the submission: windows, scores, saliency. Returns the
+    rows and our submission lines (None without the records' qid / query / vid)."""
     dur = torch.tensor([float(durations[int(q)]) for q in qids])
     rows = [exact_row(f"{prefix} submission qids (order)",
                       [int(r["qid"]) for r in official_after] == [int(q) for q in qids] ==
@@ -273,11 +275,20 @@ def submission_rows_compare(prefix, outputs, batch, qids, official_before, offic
     exact_pp = postprocess_windows(ref_before[..., :2], dur, float(settings["max_ts_val"]),
                                    float(settings["clip_length"]))
     rows.append(exact_row(f"{prefix} post-processing of the official rows", torch.equal(exact_pp, ref_after[..., :2])))
-    return rows
+    ours = None
+    if metas:
+        ours = submission_rows(ranked, [metas[int(q)] for q in qids])
+        same = all(list(o) == list(r) and all(o[k] == r[k] for k in ("qid", "query", "vid"))
+                   and len(o["pred_relevant_windows"]) == len(r["pred_relevant_windows"])
+                   and len(o["pred_saliency_scores"]) == len(r["pred_saliency_scores"])
+                   for o, r in zip(ours, official_after))
+        rows.append(exact_row(f"{prefix} submission lines (keys, qid, query, vid, lengths)", same))
+    return rows, ours
 
 
-def metrics_rows(prefix, official_section):
-    """HOOK (integration): the QVHighlights metrics (MR mAP / R1 per range, HL mAP / Hit1) of our submission
+def metrics_rows(prefix, submission, official_section, expected):
+    """HOOK (integration): the QVHighlights metrics (MR mAP / R1 per range, HL mAP / Hit1) of ``submission`` (our
+    submission lines, None on a trimmed fixture without records) on the ground truth ``expected["records"]["val"]``
     against ``official_section["metrics"]``, exactly, with mmn/evaluation/qvhighlights.py (branch qvh-metrics)."""
     return [skip_row(f"{prefix} metrics exact", "HOOK: QVHighlights evaluator not merged yet")]
 
@@ -320,8 +331,9 @@ def batch_for(expected, run, t):
     raise KeyError(f"no recorded batch for step {t} of run {run}")
 
 
-def eval_rows(prefix, model, batch, official, durations, with_forward=True):
+def eval_rows(prefix, model, batch, official, expected, with_forward=True):
     """The eval-mode forward, matching, losses and post-processing of one recorded evaluation batch."""
+    durations, metas = durations_by_qid(expected), metas_by_qid(expected)
     model.eval()
     with torch.no_grad(), record_forward(model) as rec:
         outputs = model(batch)
@@ -341,9 +353,11 @@ def eval_rows(prefix, model, batch, official, durations, with_forward=True):
         rows.append(Row(f"{prefix} logged eval loss meters (loss x weight)",
                         max(abs(meters[k] - v) for k, v in official["eval_loss_meters"].items()),
                         f"{TOL:g} x max(1,|b|)", worst <= TOL))
-    rows += submission_rows_compare(prefix, outputs, batch, first["qids"], official["submission_before_postprocessing"],
-                                    official["submission"], durations, official["postprocessor"])
-    rows += metrics_rows(prefix, official)
+    submission_rows_, submission = submission_rows_compare(
+        prefix, outputs, batch, first["qids"], official["submission_before_postprocessing"], official["submission"],
+        durations, official["postprocessor"], metas)
+    rows += submission_rows_
+    rows += metrics_rows(prefix, submission, official, expected)
     return rows
 
 
@@ -415,7 +429,7 @@ def inference_rows(expected, run, checkpoint):
     model = build_model(record["inference_opt"], weights)
     batch = dict(expected["eval_init"]["batches"][0]["batch"])
     batch.update(official["batches"][0]["batch"])  # the inference's own saliency samples
-    return eval_rows(f"{run} inference:", model, batch, official, durations_by_qid(expected), with_forward=True)
+    return eval_rows(f"{run} inference:", model, batch, official, expected)
 
 
 def compare_all(folder):
@@ -426,7 +440,7 @@ def compare_all(folder):
     rows += checkpoint_rows(expected, checkpoint)
     first_opt = next(iter(expected["runs"].values()))["train_opt"]
     rows += eval_rows("eval_init:", build_model(first_opt, checkpoint), expected["eval_init"]["batches"][0]["batch"],
-                      expected["eval_init"], durations_by_qid(expected))
+                      expected["eval_init"], expected)
     for run in expected["runs"]:
         rows += train_rows(expected, run, checkpoint)
         rows += inference_rows(expected, run, checkpoint)
