@@ -5,6 +5,7 @@ import argparse
 import itertools
 import pickle
 import random
+import types
 
 import pytest
 import torch
@@ -178,6 +179,8 @@ def test_no_aux_loss_and_eval_outputs():
     assert out["pred_spans"].shape == (3, 6, 2) and out["saliency_scores"].shape == (3, 20)
     assert list(model.losses(out, random_batch())) == ["loss_span", "loss_giou", "loss_label", "class_error",
                                                         "loss_saliency", "loss"]
+    as_object = model(types.SimpleNamespace(**random_batch()))  # a batch object with the same attributes
+    assert torch.equal(as_object["pred_logits"], out["pred_logits"])
 
 
 @pytest.mark.parametrize("key, value, words", [("SPAN_LOSS_TYPE", "ce", "SPAN_LOSS_TYPE"),
