@@ -28,6 +28,14 @@ class Diff:
         return self.ratio <= 1.0 and math.isfinite(self.ratio)
 
 
+def merge_all(diffs):
+    """One ``Diff`` of several: the largest difference and ratio, the notes joined."""
+    out = Diff()
+    for d in diffs:
+        out = out.merge(d)
+    return out
+
+
 def _elementwise(a, b, tol):
     a, b = torch.as_tensor(a).double().reshape(-1), torch.as_tensor(b).double().reshape(-1)
     if a.numel() != b.numel():

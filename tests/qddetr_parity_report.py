@@ -1,0 +1,34 @@
+"""Print the table of differences between our QD-DETR and the official code's recorded outputs:
+``python tests/qddetr_parity_report.py FIXTURE_DIR`` (a folder in the layout of shared/fixtures/qddetr_parity).
+
+Exit status 0 only when every quantity is within its tolerance (see tests/parity_tools/qddetr.py); rows of a
+comparison whose module is not merged yet are listed as "pending" and do not fail.
+"""
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from parity_tools.qddetr import format_table, parity_rows  # noqa: E402
+
+
+def main(argv):
+    if len(argv) != 1:
+        print(__doc__.strip(), file=sys.stderr)
+        return 2
+    folder = argv[0]
+    if not os.path.isfile(os.path.join(folder, "qddetr_expected.pt")):
+        print(f"{folder}: no qddetr_expected.pt (not a QD-DETR parity fixture folder)", file=sys.stderr)
+        return 2
+    rows = parity_rows(folder)
+    print(format_table(rows))
+    failed = [r.name for r in rows if not r.ok]
+    pending = [r.name for r in rows if r.diff.note.startswith("PENDING")]
+    print(f"\n{len(rows)} quantities: {len(rows) - len(failed) - len(pending)} within tolerance, "
+          f"{len(failed)} outside, {len(pending)} pending")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
