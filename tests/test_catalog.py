@@ -120,7 +120,8 @@ def test_dataset_name_is_derived_and_checked():
 def test_builtin_entries_are_the_official_layout():
     entries = builtin_entries("dataset")
     assert sorted(entries) == ["activitynet_test", "activitynet_train", "activitynet_val", "charades_test",
-                               "charades_train", "tacos_test", "tacos_train", "tacos_val"]
+                               "charades_train", "qvhighlights_test", "qvhighlights_train", "qvhighlights_val",
+                               "tacos_test", "tacos_train", "tacos_val"]
     assert entries["activitynet_val"].ann_file == os.path.join("dataset", "ActivityNet", "val.json")
     assert entries["activitynet_val"].feat_key == "c3d_features" and entries["charades_test"].feat_key is None
     assert entries["tacos_test"].iou_thresholds == (0.1, 0.3, 0.5)

@@ -9,7 +9,7 @@ import json
 import logging
 import math
 from dataclasses import dataclass, field
-from typing import List
+from typing import List, Optional
 
 from ..utils.errors import MMNError
 
@@ -46,6 +46,14 @@ ADAPTERS = {
     "tacos": _tacos_adapter,
 }
 
+# formats whose file is not a JSON object keyed by video: name -> loader(path) -> (videos, stats), registered by
+# their module (mmn/data/qvhighlights.py: one query per jsonl line)
+FILE_LOADERS = {}
+
+
+def annotation_formats():
+    """Every format name ``load_annotations`` reads."""
+    return sorted(set(ADAPTERS) | set(FILE_LOADERS))
 
 
 @dataclass
@@ -54,6 +62,8 @@ class VideoAnnotation:
     duration: float
     moments: List[List[float]]  # per sentence [start_s, end_s], cleaned
     sentences: List[str]
+    qids: Optional[list] = None     # per sentence its query id, for formats that have one (qvhighlights)
+    windows: Optional[list] = None  # per sentence all its [start_s, end_s] (several in qvhighlights), None if unlabelled
 
 
 @dataclass
@@ -98,12 +108,15 @@ def read_json(path):
 
 
 def load_annotations(path, fmt):
-    """Read and clean an annotation file of format ``fmt`` (charades / activitynet / tacos).
+    """Read and clean an annotation file of format ``fmt`` (``annotation_formats()``: charades / activitynet /
+    tacos / qvhighlights).
 
     Returns (list of VideoAnnotation in file order, AnnotationStats).
     """
+    if fmt in FILE_LOADERS:
+        return FILE_LOADERS[fmt](path)
     if fmt not in ADAPTERS:
-        raise AnnotationError(f"{path}: unknown annotation format {fmt!r}; known: {sorted(ADAPTERS)}")
+        raise AnnotationError(f"{path}: unknown annotation format {fmt!r}; known: {annotation_formats()}")
     raw = read_json(path)
     if not isinstance(raw, dict):
         raise AnnotationError(f"{path}: expected a JSON object keyed by video id, got {type(raw).__name__}")
