@@ -13,8 +13,8 @@ post-processing, with QD-DETR's own parts:
 - a negative pair per video: the projected texts rolled by one along the batch (video b with text b + 1
   mod B; a batch of one pairs a video with its own text) through the whole transformer again, same video
   tokens, global token and positions; its saliency (``saliency_scores_neg``) is pushed down by the loss.
-  In training its decoder runs too although only the memories are used (its dropout draws belong to the
-  official random stream); in eval mode it is skipped (no effect on any output).
+  Its decoder runs too although only the memories are used, as officially (in training its dropout draws
+  belong to the official random stream). Prediction, which needs no loss, can skip the whole pass.
 
 Parameter names are the official ones (an official checkpoint's ``"model"`` loads strictly; the unused
 ``txt_position_embed`` is built and saved as officially). The batch is Moment-DETR's (``MomentDETR``'s
@@ -118,20 +118,19 @@ class QDDETR(MomentDETR):
         global_valid = torch.ones(bsz, 1, dtype=torch.bool, device=src_vid.device)
         pos = torch.cat([self.global_rep_pos.reshape(1, 1, d).repeat(bsz, 1, 1), pos_vid, pos_txt], dim=1)
 
-        def run(texts, text_mask, decode):
+        def run(texts, text_mask):
             src = torch.cat([global_token, src_vid, texts], dim=1)
             valid = torch.cat([global_valid, torch.cat([src_vid_mask, text_mask], dim=1).bool()], dim=1)
-            return self.transformer(src, ~valid, self.query_embed.weight, pos, video_length, decode=decode)
+            return self.transformer(src, ~valid, self.query_embed.weight, pos, video_length)
 
-        hs, reference, memory, memory_global = run(src_txt, src_txt_mask, True)
+        hs, reference, memory, memory_global = run(src_txt, src_txt_mask)
         logits = self.class_embed(hs)
         spans = (self.span_embed(hs) + inverse_sigmoid(reference)).sigmoid()
         out = {"pred_logits": logits[-1], "pred_spans": spans[-1],
                "saliency_scores": self.saliency(memory, memory_global)}
         if negative:
             # texts rolled by one along the batch: video b with text b + 1 (mod B)
-            _, _, memory_neg, global_neg = run(torch.roll(src_txt, -1, 0), torch.roll(src_txt_mask, -1, 0),
-                                               self.training)
+            _, _, memory_neg, global_neg = run(torch.roll(src_txt, -1, 0), torch.roll(src_txt_mask, -1, 0))
             out["saliency_scores_neg"] = self.saliency(memory_neg, global_neg)
         out["video_mask"] = src_vid_mask
         if self.aux_loss:

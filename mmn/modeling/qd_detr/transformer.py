@@ -278,13 +278,12 @@ class QDDETRTransformer(nn.Module):
         self.d_model = d_model
         self.nhead = nhead
 
-    def forward(self, src, mask, query_embed, pos_embed, video_length, decode=True):
+    def forward(self, src, mask, query_embed, pos_embed, video_length):
         """``src``, ``pos_embed`` (B, 1 + Lv + Lq, d) = [global token; video; text]; ``mask`` (B, 1 + Lv + Lq),
         True = padding; ``query_embed`` (nq, 2) anchors before sigmoid.
 
         Returns hs (D, B, nq, d), references (D, B, nq, 2), memory (B, Lv, d) (video only) and
-        memory_global (B, d); hs and references are None when ``decode`` is False (the decoder is skipped:
-        the negative pair's pass needs only the memories)."""
+        memory_global (B, d)."""
         bsz = src.shape[0]
         src = src.permute(1, 0, 2)
         pos_embed = pos_embed.permute(1, 0, 2)
@@ -293,10 +292,7 @@ class QDDETRTransformer(nn.Module):
         src, mask, pos_embed = src[:video_length + 1], mask[:, :video_length + 1], pos_embed[:video_length + 1]
         memory = self.encoder(src, src_key_padding_mask=mask, pos=pos_embed)
         memory_global, memory_local = memory[0], memory[1:]
-        hs = references = None
-        if decode:
-            refpoints = query_embed.unsqueeze(1).repeat(1, bsz, 1)
-            tgt = torch.zeros(refpoints.shape[0], bsz, self.d_model, dtype=memory.dtype, device=memory.device)
-            hs, references = self.decoder(tgt, memory_local, mask[:, 1:], pos_embed[1:], refpoints)
-            hs, references = hs.transpose(1, 2), references.transpose(1, 2)
-        return hs, references, memory_local.transpose(0, 1), memory_global
+        refpoints = query_embed.unsqueeze(1).repeat(1, bsz, 1)
+        tgt = torch.zeros(refpoints.shape[0], bsz, self.d_model, dtype=memory.dtype, device=memory.device)
+        hs, references = self.decoder(tgt, memory_local, mask[:, 1:], pos_embed[1:], refpoints)
+        return hs.transpose(1, 2), references.transpose(1, 2), memory_local.transpose(0, 1), memory_global
