@@ -15,7 +15,10 @@ written here. The replay:
   step; StepLR after the epoch), dropout from the recorded CPU generator state before each forward (the
   README's recipe B; our dropout masks are also checked against the recorded ones), then the inference of
   the trained model as ``eval_init``;
-- data: our dataset on the fixture's records and features against the recorded batches (see ``data_rows``).
+- data: our dataset on the fixture's records and features against the recorded batches (``data_rows``).
+
+The model replay reads the recorded batches (the data rows check that ours are the same), so that a data
+difference and a model difference show up in their own rows.
 
 Tolerances are the README's ("Comparing"): tensors |a - b| <= 1e-5 x max(1, |b|) (digests and parameter
 tables by their derived bounds), matching, submission windows and metrics exact, scores 1e-4, class_error
@@ -485,12 +488,50 @@ def train_rows(fixture, run):
 
 
 # ---------------------------------------------------------------------------------------------- data
+def _from_parity_row(row):
+    if row.tolerance > 0:
+        return Row(row.quantity, Diff(row.max_abs_diff, row.max_abs_diff / row.tolerance))
+    return Row(row.quantity, Diff(row.max_abs_diff, 0.0 if row.ok else math.inf), exact=True)
+
+
 def data_rows(fixture):
-    """Our dataset on the fixture's records and features against the recorded batches. Hook: Moment-DETR's
-    QVHighlights dataset (branch qvh-data, ``mmn/modeling/moment_detr/data.py``) is not merged yet; until it
-    is, the row says so and the replay runs on the recorded batches."""
-    return [Row("data: batches from our dataset", Diff(note="PENDING: Moment-DETR's dataset (qvh-data) not merged"),
-                exact=True)]
+    """Our dataset (Moment-DETR's + ``saliency_all_labels``) on the fixture's records and features against
+    the recorded batches, phase by phase: items fetched in the recorded order from the recorded Python RNG
+    state, collated into the recorded batch sizes (Moment-DETR's data parity tool: inputs within 1e-6, span
+    and saliency labels exact, hard picks allowed to differ inside the recorded tie sets); here also the
+    ``saliency_all_labels`` rows (exact) and their lengths (``label_len``)."""
+    from mmn.modeling.qd_detr.data import QDDETRDataset
+
+    from .mdetr_data import build_dataset, compare_phase, rebuild_batches
+
+    exp = fixture.expected
+    runs = exp["runs"]
+    drop_steps = runs["drop"]["train"]["steps"]
+    phases = [("eval_init", runs["drop"]["train_opt"], "eval_path", exp["eval_init"], None, False,
+               [(list(b["qids"]), b["batch"]) for b in exp["eval_init"]["batches"]])]
+    for run, rec in runs.items():
+        steps = [(list(st["qids"]), st.get("batch", drop_steps[k]["batch"])) for k, st in enumerate(rec["train"]["steps"])]
+        phases.append((f"train[{run}]", rec["train_opt"], "train_path", rec["train"], rec["train"]["order"], True,
+                       steps))
+        inf = rec["inference"]
+        phases.append((f"inference[{run}]", rec["inference_opt"], "eval_path", inf, None, False,
+                       [(list(b["qids"]), b["batch"]) for b in inf["batches"]]))
+    rows = []
+    for name, opt, path_key, record, order, train, recorded in phases:
+        dataset = QDDETRDataset.from_moment_detr(build_dataset(fixture.folder, opt, opt[path_key], train=train))
+        if order is None:
+            order = [it["index"] for it in record["items"]]
+        batches, items = rebuild_batches(dataset, record["py_random_state"], order, [len(q) for q, _ in recorded])
+        rows += [_from_parity_row(r) for r in compare_phase(name, batches, items, recorded, record["items"], dataset)]
+        lengths = [len(it["saliency_all_labels"]) for it in items] == [it["label_len"] for it in record["items"]]
+        rows.append(exact_row(f"{name} saliency_all_labels row lengths (label_len)", lengths))
+        labelled = [(ours, theirs) for ours, (_, theirs) in zip(batches, recorded) if "saliency_all_labels" in theirs]
+        if labelled:
+            diff = merge_all(compare_full(ours.saliency_all_labels, theirs["saliency_all_labels"], 0.0)
+                             for ours, theirs in labelled)
+            rows.append(Row(f"{name} saliency_all_labels", Diff(diff.max_abs, 0.0 if diff.max_abs == 0 else math.inf),
+                            exact=True))
+    return rows
 
 
 # ---------------------------------------------------------------------------------------------- all
@@ -512,6 +553,9 @@ def parity_rows(folder):
 
 
 def format_table(rows):
+    """quantity | max abs diff (of the values compared one by one: full tensors, and a digest's samples and
+    extremes) | diff / tolerance (the worst over every statistic compared; "exact" for discrete quantities
+    that matched) | status."""
     width = max(len(r.name) for r in rows)
     lines = [f"{'quantity':<{width}} | {'max abs diff':>12} | {'diff/tol':>9} | status",
              "-" * (width + 40)]
