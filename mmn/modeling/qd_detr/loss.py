@@ -4,8 +4,9 @@
 
 - hinge: Moment-DETR's margin loss on the sampled (hard, easy) positive / negative clips;
 - neg_pair: the saliency of each video paired with another video's text (the batch's texts rolled by one)
-  pushed down, -log(1 - sigmoid(s_neg)) summed over the valid clips, averaged over the videos. Computed
-  literally in fp32 as the official code does (not as softplus: it is inf for s_neg >~ 17; quirk 5);
+  pushed down, -log(1 - sigmoid(s_neg)) x mask summed over the clips, averaged over the videos. Computed
+  literally in fp32 as the official code does (not as softplus: it is inf for s_neg >~ 17, and NaN when
+  that happens on a padded clip, inf x 0; quirk 5);
 - rank_contrastive: for each threshold r = 1 .. 11 with a positive in the batch, an InfoNCE over the
   [positive-pair scores; negative-pair scores] of each video whose positives are the clips with summed
   annotator score >= r, summed over r and divided by 12 (quirk 5: 12, although r stops at 11).
