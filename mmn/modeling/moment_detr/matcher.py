@@ -63,7 +63,8 @@ class HungarianMatcher:
             for video_cost, n in zip(layer_cost, counts):
                 block = video_cost[:, :n]
                 rows, cols = linear_sum_assignment(block)
-                layer_indices.append((torch.as_tensor(rows, dtype=torch.int64), torch.as_tensor(cols, dtype=torch.int64)))
+                layer_indices.append((torch.as_tensor(rows, dtype=torch.int64),
+                                      torch.as_tensor(cols, dtype=torch.int64)))
                 layer_blocks.append(block)
             indices.append(layer_indices)
             blocks.append(layer_blocks)
