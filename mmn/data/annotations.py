@@ -63,7 +63,7 @@ class VideoAnnotation:
     moments: List[List[float]]  # per sentence [start_s, end_s], cleaned
     sentences: List[str]
     qids: Optional[list] = None     # per sentence its query id, for formats that have one (qvhighlights)
-    windows: Optional[list] = None  # per sentence all its [start_s, end_s] (several in qvhighlights), None if unlabelled
+    windows: Optional[list] = None  # per sentence all its [start_s, end_s] (qvhighlights: several; None: no labels)
 
 
 @dataclass

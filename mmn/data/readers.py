@@ -59,7 +59,8 @@ def load_npz_array(path, key, what, owner=None):
                            f"{_where(owner)}")
     with loaded:
         if key not in loaded.files:
-            raise FeatureError(f"{path}: {what}: no array {key!r} in the archive (it has {loaded.files}){_where(owner)}")
+            raise FeatureError(f"{path}: {what}: no array {key!r} in the archive (it has {loaded.files})"
+                               f"{_where(owner)}")
         try:
             return loaded[key]
         except (ValueError, OSError, EOFError, zipfile.BadZipFile) as err:
@@ -120,7 +121,8 @@ class _NpzFolders:
         self.dim_key = dim_key        # the config key of feat_dim, named in errors
         self.dims = None              # per folder, known after check() or the first read
 
-    def path(self, folder, ident):
+    def file_path(self, folder, ident):
+        """The file of ``ident`` in ``folder``."""
         return os.path.join(folder, f"{self.prefix}{ident}.npz")
 
     def check(self, idents, owners=None):
@@ -131,7 +133,7 @@ class _NpzFolders:
         for folder in self.folders:
             missing, sizes = [], {}
             for ident in idents:
-                path = self.path(folder, ident)
+                path = self.file_path(folder, ident)
                 owner = owners.get(ident) if owners else None
                 try:
                     header = npz_header(path, self.key)
@@ -163,7 +165,7 @@ class _NpzFolders:
         self.dims = list(dims)
 
     def _read_folder(self, folder, ident, owner):
-        path = self.path(folder, ident)
+        path = self.file_path(folder, ident)
         array = load_npz_array(path, self.key, f"{self.kind} {ident!r}", owner)
         problem = _array_problem(array.shape, array.dtype)
         if problem:
@@ -202,7 +204,7 @@ class NpzVideoFolders(_NpzFolders):
                                f"{self.folders}, the other videos have {self.dims}{_where(owner)}")
         rows = min(len(p) for p in parts)  # "some features are slightly longer than the others"
         array = np.concatenate([p[:rows] for p in parts], axis=1) if len(parts) > 1 else parts[0]
-        _check_finite(array, f"{', '.join(self.path(f, vid) for f in self.folders)}")
+        _check_finite(array, f"{', '.join(self.file_path(f, vid) for f in self.folders)}")
         return array
 
     def read(self, vid, owner=None):
@@ -226,9 +228,9 @@ class NpzTextFolder(_NpzFolders):
         if self.dims is None:
             self._set_dims([array.shape[1]])
         elif array.shape[1] != self.dims[0]:
-            raise FeatureError(f"{self.path(self.folder, qid)}: feature size {array.shape[1]}, the other queries "
+            raise FeatureError(f"{self.file_path(self.folder, qid)}: feature size {array.shape[1]}, the other queries "
                                f"have {self.dims[0]}{_where(owner)}")
-        _check_finite(array, self.path(self.folder, qid))
+        _check_finite(array, self.file_path(self.folder, qid))
         return array
 
     def read(self, qid, owner=None):
