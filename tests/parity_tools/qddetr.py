@@ -10,7 +10,7 @@ written here. The replay:
   transformer passes (forward hooks on the official module names), outputs, matching (exact) and its costs,
   each loss term and the three parts of the saliency loss, the eval loss meters, the submission before and
   after post-processing, metrics;
-- per run ("drop", "nodrop"): the three recorded training updates, the training step written here as the
+- per recorded run ("drop", "nodrop" here): its recorded training updates, the training step written here as the
   official ``train_epoch`` makes it (forward, criterion, zero_grad, backward, clip_grad_norm_(max_norm), AdamW
   step; StepLR after the epoch), dropout from the recorded CPU generator state before each forward (the
   README's recipe B; our dropout masks are also checked against the recorded ones), then the inference of
@@ -39,15 +39,14 @@ from mmn.modeling.moment_detr.postprocess import ranked_windows, rank_moments, s
 from mmn.modeling.qd_detr import QDDETR
 from mmn.modeling.qd_detr.loss import qd_saliency_parts
 from mmn.modeling.qd_detr.transformer import t2v_attention_mask
+from mmn.utils.checkpoint import load_model_weights
 
 from .digests import Diff, compare_full, compare_record, compare_table, merge_all
 
 TOL = 1e-5
 SCORE_TOL = 1e-4        # 4-decimal scores (README: one sits 9.7e-8 from a rounding boundary)
 CLASS_ERROR_TOL = 1e-4  # percentages of a few matched queries
-# node keys not named by an official option (or named differently)
-NOT_OPTIONS = {"SOLVER", "POSTPROCESS"}
-SOLVER_OPTIONS = {"LR": "lr", "WD": "wd", "LR_DROP": "lr_drop"}
+NOT_OPTIONS = {"SOLVER", "POSTPROCESS"}  # node keys that are no official option of that name
 
 
 @dataclass
@@ -85,31 +84,20 @@ def load_fixture(folder):
 
 
 def config_from_options(opt, postprocessor=None):
-    """Our config for the official options ``opt`` (a recorded ``train_opt``): every MODEL.QD_DETR key from
-    the official option of the same lower-case name (V_FEAT_DIM without the 2 TEF columns the official
-    options add), SOLVER from lr / wd / lr_drop / bsz / grad_clip / n_epoch, POSTPROCESS from the recorded
-    post-processor settings."""
-    cfg = get_default_config()
-    node = cfg.MODEL.QD_DETR
-    missing = []
-    for key in node:
-        if key in NOT_OPTIONS:
-            continue
-        if key.lower() not in opt:
-            missing.append(key.lower())
-            continue
-        value = opt[key.lower()]
-        node[key] = type(node[key])(value) if not isinstance(node[key], (list, tuple)) else value
+    """Our config for the official options ``opt`` (a recorded ``train_opt``): QD-DETR's options are
+    Moment-DETR's, so MODEL.QD_DETR is what Moment-DETR's parity tool makes of them (``config_from_opt``:
+    every key from the official option of the same lower-case name, V_FEAT_DIM without the TEF columns,
+    SOLVER from lr / wd / lr_drop / grad_clip); POSTPROCESS from the recorded post-processor settings.
+    Every option the node names must have been recorded."""
+    from helpers.mdetr_parity import config_from_opt
+
+    missing = [k.lower() for k in get_default_config().MODEL.QD_DETR if k not in NOT_OPTIONS and k.lower() not in opt]
     if missing:
         raise KeyError(f"official options {missing} missing from the fixture's recorded options")
-    if "tef" in node.CTX_MODE:  # official config.py:205-210 adds the TEF columns to --v_feat_dim
-        node.V_FEAT_DIM = int(opt["v_feat_dim"]) - 2
-    for key, name in SOLVER_OPTIONS.items():
-        node.SOLVER[key] = type(node.SOLVER[key])(opt[name])
-    cfg.SOLVER.BATCH_SIZE = int(opt["bsz"])
-    cfg.SOLVER.MAX_GRAD_NORM = float(opt["grad_clip"])
-    cfg.SOLVER.MAX_EPOCH = int(opt["n_epoch"])
+    cfg = config_from_opt(opt)
+    cfg.MODEL.QD_DETR = cfg.MODEL.MOMENT_DETR.clone()
     if postprocessor is not None:
+        node = cfg.MODEL.QD_DETR
         node.POSTPROCESS.MAX_TS_VAL = float(postprocessor["max_ts_val"])
         round_ = "round_multiple" in postprocessor["process_func_names"]
         node.POSTPROCESS.ROUND_MULTIPLE = float(postprocessor["clip_length"]) if round_ else 0.0
@@ -121,8 +109,27 @@ def build_model(fixture, opt, state=None):
     starting weights)."""
     cfg = config_from_options(opt, fixture.expected["eval_init"]["postprocessor"])
     model = QDDETR(cfg)
-    model.load_state_dict(fixture.init_state if state is None else state, strict=True)
+    load_model_weights(model, {"model": fixture.init_state if state is None else state}, "model_init.ckpt")
     return model, cfg
+
+
+def step_batch(expected, run, k):
+    """The batch of training step ``k`` of ``run`` (a run may omit batches identical to another run's)."""
+    step = expected["runs"][run]["train"]["steps"][k]
+    if "batch" in step:
+        return step["batch"]
+    return next(r["train"]["steps"][k]["batch"] for r in expected["runs"].values() if "batch" in r["train"]["steps"][k])
+
+
+def first_run(expected):
+    """The options of the first recorded run (the untrained evaluation is the same in every run)."""
+    return expected["runs"][next(iter(expected["runs"]))]["train_opt"]
+
+
+def mixing_margin(expected, phase, k=None):
+    """The recorded count of quirk-1 mask entries, None when the fixture has no such record."""
+    value = expected.get("margins", {}).get("t2v_mask_mixing", {}).get(phase)
+    return value if k is None or value is None else value[k]
 
 
 # ---------------------------------------------------------------------------------------------- forward records
@@ -431,11 +438,10 @@ def train_rows(fixture, run):
     rows = [exact_row(f"{run} weight_dict", model.criterion.weight_dict == rec_run["weight_dict"])]
     optimizer, scheduler = model.build_optimizer(cfg)
     max_norm = cfg.SOLVER.MAX_GRAD_NORM
-    drop_steps = exp["runs"]["drop"]["train"]["steps"]
     meters = {}
     for k, step in enumerate(rec_run["train"]["steps"]):
         prefix = f"{run} step {step['t']}"
-        batch = step.get("batch", drop_steps[k]["batch"])  # the nodrop run's batches are the drop run's
+        batch = step_batch(exp, run, k)
         model.train()
         rows.append(Row(f"{prefix} lr", compare_full(torch.tensor([g["lr"] for g in optimizer.param_groups]),
                                                      torch.tensor(step["lr"]), TOL)))
@@ -450,10 +456,9 @@ def train_rows(fixture, run):
         rows.append(dropout_row(prefix, calls, step["dropout"]))
         rows += outputs_rows(prefix, outputs, step["outputs"])
         rows += matching_rows(prefix, model, outputs, batch["span_labels"], step["matching"])
-        if k == 0:
+        if mixing_margin(exp, "train", k) is not None:
             rows.append(exact_row(f"{prefix} T2V mask entries mixing videos (quirk 1)",
-                                  t2v_mixing_count(batch, model.transformer.nhead) ==
-                                  exp["margins"]["t2v_mask_mixing"]["train"][k]))
+                                  t2v_mixing_count(batch, model.transformer.nhead) == mixing_margin(exp, "train", k)))
         part, losses = loss_rows(prefix, model, outputs, batch, step)
         rows += part
         for key, value in losses.items():
@@ -474,14 +479,18 @@ def train_rows(fixture, run):
     scheduler.step()
     rows.append(Row(f"{run} lr after the epoch", compare_full(torch.tensor([g["lr"] for g in optimizer.param_groups]),
                                                                torch.tensor(rec_run["lr_after_epoch"]), TOL)))
-    scalars = {tag[len("Train/"):]: value for r, tag, value, _ in exp["tensorboard"] if r == run and tag.startswith("Train/")}
+    scalars = {tag[len("Train/"):]: value for r, tag, value, _ in exp.get("tensorboard", [])
+               if r == run and tag.startswith("Train/")}
     ours = {k: sum(v) / len(v) for k, v in meters.items()}
     ours["lr"] = rec_run["train"]["steps"][0]["lr"][0]
-    rows.append(Row(f"{run} logged training means (Train/*)", merge_all(
-        compare_full(torch.tensor(ours[k]), torch.tensor(v), CLASS_ERROR_TOL if "class_error" in k else TOL)
-        for k, v in scalars.items())))
+    if scalars:
+        rows.append(Row(f"{run} logged training means (Train/*)", merge_all(
+            compare_full(torch.tensor(ours[k]), torch.tensor(v), CLASS_ERROR_TOL if "class_error" in k else TOL)
+            for k, v in scalars.items())))
     # inference of the trained model (start_inference on model_e0000.ckpt: the state after step 3)
-    inference = rec_run["inference"]
+    inference = rec_run.get("inference")
+    if inference is None:
+        return rows
     batch = dict(exp["eval_init"]["batches"][0]["batch"], **inference["batches"][0]["batch"])
     rows += eval_rows(f"{run} inference", model, cfg, batch, inference, exp["records"]["val"], di)
     return rows
@@ -506,16 +515,16 @@ def data_rows(fixture):
 
     exp = fixture.expected
     runs = exp["runs"]
-    drop_steps = runs["drop"]["train"]["steps"]
-    phases = [("eval_init", runs["drop"]["train_opt"], "eval_path", exp["eval_init"], None, False,
+    phases = [("eval_init", first_run(exp), "eval_path", exp["eval_init"], None, False,
                [(list(b["qids"]), b["batch"]) for b in exp["eval_init"]["batches"]])]
     for run, rec in runs.items():
-        steps = [(list(st["qids"]), st.get("batch", drop_steps[k]["batch"])) for k, st in enumerate(rec["train"]["steps"])]
+        steps = [(list(st["qids"]), step_batch(exp, run, k)) for k, st in enumerate(rec["train"]["steps"])]
         phases.append((f"train[{run}]", rec["train_opt"], "train_path", rec["train"], rec["train"]["order"], True,
                        steps))
-        inf = rec["inference"]
-        phases.append((f"inference[{run}]", rec["inference_opt"], "eval_path", inf, None, False,
-                       [(list(b["qids"]), b["batch"]) for b in inf["batches"]]))
+        inf = rec.get("inference")
+        if inf is not None:
+            phases.append((f"inference[{run}]", rec.get("inference_opt", rec["train_opt"]), "eval_path", inf, None,
+                           False, [(list(b["qids"]), b["batch"]) for b in inf["batches"]]))
     rows = []
     for name, opt, path_key, record, order, train, recorded in phases:
         dataset = QDDETRDataset.from_moment_detr(build_dataset(fixture.folder, opt, opt[path_key], train=train))
@@ -541,10 +550,11 @@ def parity_rows(folder):
     fixture = load_fixture(folder)
     exp = fixture.expected
     rows = data_rows(fixture)
-    model, cfg = build_model(fixture, exp["runs"]["drop"]["train_opt"])
+    model, cfg = build_model(fixture, first_run(exp))
     batch = exp["eval_init"]["batches"][0]["batch"]
-    rows.append(exact_row("eval T2V mask entries mixing videos (quirk 1)",
-                          t2v_mixing_count(batch, model.transformer.nhead) == exp["margins"]["t2v_mask_mixing"]["eval"]))
+    if mixing_margin(exp, "eval") is not None:
+        rows.append(exact_row("eval T2V mask entries mixing videos (quirk 1)",
+                              t2v_mixing_count(batch, model.transformer.nhead) == mixing_margin(exp, "eval")))
     rows += eval_rows("eval_init", model, cfg, batch, exp["eval_init"], exp["records"]["val"],
                       fixture.digest_index, record_hooks=True)
     for run in exp["runs"]:
