@@ -1,8 +1,7 @@
 """Print the table of differences between our QD-DETR and the official code's recorded outputs:
 ``python tests/qddetr_parity_report.py FIXTURE_DIR`` (a folder in the layout of shared/fixtures/qddetr_parity).
 
-Exit status 0 only when every quantity is within its tolerance (see tests/parity_tools/qddetr.py); rows of a
-comparison whose module is not merged yet are listed as "pending" and do not fail.
+Exit status 0 only when every quantity is within its tolerance (see tests/parity_tools/qddetr.py).
 """
 import os
 import sys
@@ -24,9 +23,7 @@ def main(argv):
     rows = parity_rows(folder)
     print(format_table(rows))
     failed = [r.name for r in rows if not r.ok]
-    pending = [r.name for r in rows if r.diff.note.startswith("PENDING")]
-    print(f"\n{len(rows)} quantities: {len(rows) - len(failed) - len(pending)} within tolerance, "
-          f"{len(failed)} outside, {len(pending)} pending")
+    print(f"\n{len(rows)} quantities: {len(rows) - len(failed)} within tolerance, {len(failed)} outside")
     return 1 if failed else 0
 
 

@@ -34,6 +34,7 @@ import numpy as np
 import torch
 
 from mmn.config.defaults import get_default_config
+from mmn.evaluation.qvhighlights import eval_submission
 from mmn.modeling.moment_detr.loss import saliency_hinge_loss
 from mmn.modeling.moment_detr.postprocess import ranked_windows, rank_moments, submission_rows
 from mmn.modeling.qd_detr import QDDETR
@@ -343,12 +344,8 @@ def submission_rows_cmp(prefix, ours, recorded, before=False):
 
 
 def metrics_rows(prefix, submission, records, recorded):
-    """Metrics of our submission against the official ones (exact). Hook: the QVHighlights metrics module
-    (``mmn.evaluation.qvhighlights``, branch qvh-metrics) is not merged yet; until it is, the row says so."""
-    try:
-        from mmn.evaluation.qvhighlights import eval_submission  # noqa: F401
-    except ImportError:
-        return [Row(f"{prefix} metrics", Diff(note="PENDING: mmn.evaluation.qvhighlights not merged"), exact=True)]
+    """The metrics of our submission (``mmn.evaluation.qvhighlights.eval_submission``, the official
+    ``standalone_eval``) against the official ones: the whole result dict, exactly."""
     metrics = eval_submission(submission, records)
     return [exact_row(f"{prefix} metrics ({len(recorded['brief'])} brief keys, all tables)", metrics == recorded)]
 
@@ -570,8 +567,7 @@ def format_table(rows):
     lines = [f"{'quantity':<{width}} | {'max abs diff':>12} | {'diff/tol':>9} | status",
              "-" * (width + 40)]
     for r in rows:
-        pending = r.diff.note.startswith("PENDING")
-        status = "pending" if pending else ("ok" if r.ok else "FAIL")
+        status = "ok" if r.ok else "FAIL"
         ratio = "exact" if r.exact and r.ok else f"{r.diff.ratio:9.3g}"
         note = f"  {r.diff.note}" if r.diff.note else ""
         lines.append(f"{r.name:<{width}} | {r.diff.max_abs:12.3g} | {ratio:>9} | {status}{note}")
