@@ -559,6 +559,38 @@ def parity_rows(folder):
     return rows
 
 
+GROUPS = (  # (label, substrings of the row names), first match wins
+    ("data: batches, labels, items from our dataset", ("qids", "items (", "src_", "span_labels", "_labels")),
+    ("quirk 1 count, weight_dict", ("mixing videos", "weight_dict")),
+    ("sub-module outputs (digests), both passes", (" forward ",)),
+    ("model outputs (logits, spans, saliency, neg saliency, aux)", (" outputs.",)),
+    ("matching indices", ("indices",)),
+    ("matching costs", ("costs",)),
+    ("submission before post-processing: windows, scores, saliency", ("before post-processing",)),
+    ("submission rows and windows [st, ed]", ("submission windows", "rows (qid order)")),
+    ("submission scores", ("submission window scores",)),
+    ("submission saliency (fp16)", ("submission saliency",)),
+    ("metrics", ("metrics",)),
+    ("saliency parts (hinge, rank per threshold, neg pair)", (" saliency ",)),
+    ("loss terms, totals, logged means", ("loss", "class_error", "logged")),
+    ("dropout masks (recipe B)", ("dropout masks",)),
+    ("gradients before clipping (tables)", ("gradients",)),
+    ("grad norms", ("grad norm",)),
+    ("weights after each update (tables)", ("weights after",)),
+    ("learning rates", (" lr",)),
+)
+
+
+def summarize(rows):
+    """Rows merged by kind of quantity (``GROUPS``): one row per kind, its worst difference and ratio."""
+    merged = {}
+    for r in rows:
+        label = next((g for g, needles in GROUPS if any(n in r.name for n in needles)), r.name)
+        count, diff, exact = merged.get(label, (0, Diff(), True))
+        merged[label] = (count + 1, diff.merge(r.diff), exact and r.exact)
+    return [Row(f"{label} ({count})", diff, exact) for label, (count, diff, exact) in merged.items()]
+
+
 def format_table(rows):
     """quantity | max abs diff (of the values compared one by one: full tensors, and a digest's samples and
     extremes) | diff / tolerance (the worst over every statistic compared; "exact" for discrete quantities
