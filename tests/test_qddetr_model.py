@@ -79,8 +79,10 @@ def test_seed_gives_the_official_initial_weights(small):
 def test_eval_forward_matches_the_official_outputs(small):
     model = official_init(small).eval()
     with torch.no_grad():
-        out = model(small["eval"]["inputs"])
+        out = model.forward_outputs(small["eval"]["inputs"], negative=True)
+        plain = model(small["eval"]["inputs"])  # the eval forward: no negative pass, the same outputs
     check_outputs(out, small["eval"]["outputs"])
+    assert "saliency_scores_neg" not in plain and torch.equal(plain["pred_spans"], out["pred_spans"])
     assert torch.equal(out["video_mask"], small["eval"]["inputs"]["src_vid_mask"])
 
 
@@ -300,11 +302,12 @@ def test_training_forward_is_the_loss_dict_and_eval_forward_the_outputs():
     model.eval()
     with torch.no_grad():
         out = model(batch)
-        alone = model(synthetic_batch(bsz=1, lv=(6,), lq=(3,)))
-    assert out["pred_spans"].shape == (3, 4, 2) and out["saliency_scores_neg"].shape == (3, 6)
+        alone = model.forward_outputs(synthetic_batch(bsz=1, lv=(6,), lq=(3,)), negative=True)
+        eval_losses = model.losses(model.forward_outputs(batch, negative=True), batch)
+    assert out["pred_spans"].shape == (3, 4, 2) and "saliency_scores_neg" not in out
+    assert torch.isfinite(eval_losses["loss"])
     # a batch of one pairs the video with its own text: the negative pass is the positive one
     assert torch.allclose(alone["saliency_scores"], alone["saliency_scores_neg"], atol=1e-6)
-    assert "saliency_scores_neg" not in model.forward_outputs(batch, negative=False)
 
 
 @pytest.mark.parametrize("key,value,needle", [("HIDDEN_DIM", 128, "HIDDEN_DIM"), ("PRE_NORM", True, "PRE_NORM"),

@@ -356,12 +356,13 @@ def eval_rows(prefix, model, cfg, batch, phase, records, digest_index, record_ho
     rec_batch = phase["batches"][0]
     rows = []
     with torch.no_grad():
+        # with the negative pass, as the official evaluation (its loss log reads it)
         if record_hooks:
             with record_forward(model) as fwd:
-                outputs = model(batch)
+                outputs = model.forward_outputs(batch, negative=True)
             rows += forward_rows(f"{prefix} forward", fwd, rec_batch["forward"], digest_index)
         else:
-            outputs = model(batch)
+            outputs = model.forward_outputs(batch, negative=True)
         rows += outputs_rows(prefix, outputs, rec_batch["outputs"])
         rows += matching_rows(prefix, model, outputs, batch["span_labels"], rec_batch["matching"])
         loss_part, losses = loss_rows(prefix, model, outputs, batch, rec_batch)

@@ -14,7 +14,9 @@ post-processing, with QD-DETR's own parts:
   mod B; a batch of one pairs a video with its own text) through the whole transformer again, same video
   tokens, global token and positions; its saliency (``saliency_scores_neg``) is pushed down by the loss.
   Its decoder runs too although only the memories are used, as officially (in training its dropout draws
-  belong to the official random stream). Prediction, which needs no loss, can skip the whole pass.
+  belong to the official random stream). Only the loss reads it: the eval forward skips the pass unless
+  asked (``forward_outputs(batch, negative=True)``, what the official evaluation computes for its loss log),
+  which changes no output it returns.
 
 Parameter names are the official ones (an official checkpoint's ``"model"`` loads strictly; the unused
 ``txt_position_embed`` is built and saved as officially). The batch is Moment-DETR's (``MomentDETR``'s
@@ -103,11 +105,13 @@ class QDDETR(MomentDETR):
         return torch.sum(self.saliency_proj1(memory) * self.saliency_proj2(memory_global).unsqueeze(1),
                          dim=-1) / math.sqrt(self.hidden_dim)
 
-    def forward_outputs(self, batch, negative=True):
+    def forward_outputs(self, batch, negative=None):
         """The official ``QDDETR.forward``: {"pred_logits" (B, nq, 2), "pred_spans" (B, nq, 2) sigmoid
-        (center, width), "saliency_scores" (B, Lv), "saliency_scores_neg" (B, Lv) (only with ``negative``:
-        the rolled-text pass, needed by the loss), "video_mask" (the batch's src_vid_mask), "aux_outputs":
-        per earlier decoder layer {"pred_logits", "pred_spans"} (with AUX_LOSS)}."""
+        (center, width), "saliency_scores" (B, Lv), "saliency_scores_neg" (B, Lv) (the rolled-text pass, which
+        only the loss reads: with ``negative``, by default in training only), "video_mask" (the batch's
+        src_vid_mask), "aux_outputs": per earlier decoder layer {"pred_logits", "pred_spans"} (with AUX_LOSS)}."""
+        if negative is None:
+            negative = self.training
         src_vid_mask, src_txt_mask = batch_field(batch, "src_vid_mask"), batch_field(batch, "src_txt_mask")
         src_vid = self.input_vid_proj(batch_field(batch, "src_vid"))
         src_txt = self.input_txt_proj(batch_field(batch, "src_txt"))
