@@ -10,6 +10,7 @@ from mmn.data import build_dataset, make_data_loader
 from mmn.engine import launch
 from mmn.engine.inference import recall_metrics, run_inference
 from mmn.modeling import build_model
+from mmn.modeling.tan import TAN
 from mmn.utils.checkpoint import load_model_weights
 
 from tan_fixture import CHECKPOINT, DATA_DIR, load_expected, official_to_cfg, write_catalog
@@ -95,6 +96,22 @@ def test_train_net_and_test_net(expected, catalog, tmp_path):
     (prediction,) = predictor.predict(features, 31.83, ["person takes a book from the table."])
     assert len(prediction.moments) == 5 and all(0 <= m.start < m.end <= 31.83 + 1e-4 for m in prediction.moments)
     assert [m.score for m in prediction.moments] == sorted((m.score for m in prediction.moments), reverse=True)
+
+
+def test_prediction_tokens_follow_the_annotation_format_not_the_dataset_name(expected, catalog):
+    """A free sentence is tokenised as the training data's format tokenises it: the fixture's splits are
+    Charades-format under the dataset name "tanfx", so the final "." is dropped at prediction as in training."""
+    cfg = engine_cfg(expected, catalog)
+    assert cfg.DATASETS.NAME == "tanfx"
+    dataset = build_dataset(cfg, "tanfx_test")
+    sentence = dataset.query_sentences()[0]
+    assert sentence.endswith(".")
+    item = dataset[0]
+    features = dataset.features.read(dataset.query_video_ids()[0])
+    batch = TAN.build_query_batch(cfg, features, float(dataset.query_durations()[0]), [sentence])
+    words = int(batch.txt_mask[0].sum())
+    assert words == len(item["word_vectors"])
+    assert torch.equal(batch.word_vectors[0, :words], item["word_vectors"])
 
 
 def test_glove_text_is_read_once_for_all_splits(expected, catalog, monkeypatch):

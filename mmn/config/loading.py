@@ -3,12 +3,8 @@ import os
 
 import torch
 
-from ..utils.errors import MMNError
+from ..utils.errors import ConfigError
 from .defaults import get_default_config
-
-
-class ConfigError(MMNError, ValueError):
-    """A config file or override that cannot be applied."""
 
 
 def load_config(config_file=None, opts=(), checkpoint=None):

@@ -4,7 +4,7 @@ import random
 import numpy as np
 import torch
 
-from ..config.loading import ConfigError
+from ..utils.errors import ConfigError
 from ..utils import comm
 from .catalog import get_entry
 from .samplers import EpochShuffleSampler

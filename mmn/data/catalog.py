@@ -15,7 +15,7 @@ import os
 from dataclasses import dataclass
 from typing import Optional, Tuple
 
-from ..config.loading import ConfigError
+from ..utils.errors import ConfigError
 
 SPLIT_SUFFIXES = ("_train", "_val", "_test")
 DEFAULT_IOU_THRESHOLDS = (0.3, 0.5, 0.7)

@@ -10,7 +10,7 @@ import shutil
 import torch
 
 from ..config import load_config, resolve_device
-from ..config.loading import ConfigError
+from ..utils.errors import ConfigError
 from ..data import build_dataset, make_data_loader
 from ..data.build import num_shards
 from ..modeling import build_model

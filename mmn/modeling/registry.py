@@ -1,4 +1,6 @@
 """Model registry: ``@register_model("NAME")`` on a ``GroundingModel`` subclass built as ``cls(cfg)``."""
+from ..utils.errors import ConfigError
+
 MODEL_REGISTRY = {}
 
 
@@ -13,8 +15,6 @@ def register_model(name):
 
 def get_model_class(cfg):
     """The registered class of MODEL.ARCHITECTURE (a ``GroundingModel``)."""
-    from ..config.loading import ConfigError
-
     name = cfg.MODEL.ARCHITECTURE
     if name not in MODEL_REGISTRY:
         raise ConfigError(f"MODEL.ARCHITECTURE {name!r} is not registered; known: {sorted(MODEL_REGISTRY)}")

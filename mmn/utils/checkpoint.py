@@ -8,7 +8,7 @@ import time
 
 import torch
 
-from .errors import MMNError
+from .errors import ConfigError, MMNError
 
 logger = logging.getLogger(__name__)
 
@@ -147,8 +147,6 @@ class Checkpointer:
         if keep_last is None:
             keep_last = cfg.SOLVER.get("KEEP_LAST", 0) if cfg is not None else 0
         if isinstance(keep_last, bool) or not isinstance(keep_last, int) or keep_last < 0:
-            from ..config.loading import ConfigError
-
             raise ConfigError(f"SOLVER.KEEP_LAST must be an integer >= 0 (0 keeps every epoch checkpoint), "
                               f"got {keep_last!r}")
         self.keep_last = keep_last

@@ -12,7 +12,7 @@ import logging
 import math
 import os
 
-from ..config.loading import ConfigError
+from ..utils.errors import ConfigError
 
 logger = logging.getLogger("mmn")
 

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ...config.loading import ConfigError
+from ...utils.errors import ConfigError
 from ...utils import comm
 from ..base import GroundingModel, RankedMoments
 from ..registry import register_model

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ...config.loading import ConfigError
+from ...utils.errors import ConfigError
 from ...data.annotations import AnnotationError, load_annotations
 from ...data.catalog import get_entry
 from ...data.features import resample_clips

@@ -18,7 +18,7 @@ import re
 
 import numpy as np
 
-from ...config.loading import ConfigError
+from ...utils.errors import ConfigError
 from ...data.glove import load_glove_npz
 
 # ---------------------------------------------------------------------------- tokenisation

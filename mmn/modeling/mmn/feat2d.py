@@ -2,7 +2,7 @@
 import torch
 from torch import nn
 
-from ...config.loading import ConfigError
+from ...utils.errors import ConfigError
 from ...structures.moment_map import sparse_moment_cells
 
 

@@ -2,7 +2,7 @@
 import torch
 import torch.nn.functional as F
 
-from ...config.loading import ConfigError
+from ...utils.errors import ConfigError
 from ...data.features import prepare_video_features
 from ...data.tokenization import load_tokenizer
 from ...evaluation import fused_top_moments

@@ -214,6 +214,15 @@ def config_tokens(cfg):
     return _TOKEN_CACHE[key]
 
 
+def annotation_format(cfg):
+    """The annotation format of the config's data (the catalog entry of its first training split, else of its
+    first test split; None without splits): free sentences are tokenised as that format's sentences are."""
+    from ...data.catalog import get_entry
+
+    splits = tuple(cfg.DATASETS.TRAIN) + tuple(cfg.DATASETS.TEST)
+    return get_entry(cfg, splits[0]).format if splits else None
+
+
 def glove_path(cfg):
     path = cfg.MODEL.TAN.GLOVE
     if not path:

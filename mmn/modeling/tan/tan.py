@@ -11,11 +11,11 @@ dropout or batch norm: the train and eval forwards are the same computation. See
 import torch
 from torch import nn
 
-from ...config.loading import ConfigError
+from ...utils.errors import ConfigError
 from ...utils.speed import autocast
 from ..base import GroundingModel, RankedMoments, model_device
 from ..registry import register_model
-from .data import TANCollator, TANDataset, config_tokens, glove_path, load_word_vectors, num_map_clips, \
+from .data import TANCollator, TANDataset, annotation_format, config_tokens, glove_path, load_word_vectors, num_map_clips, \
     official_tokens, prepare_features
 from .frame import FrameAvgPool
 from .fusion import BaseFusion
@@ -131,7 +131,8 @@ class TAN(GroundingModel):
     @classmethod
     def build_query_batch(cls, cfg, features, duration, sentences):
         c = cfg.MODEL.TAN
-        tokens = [official_tokens(s, cfg.DATASETS.NAME) for s in sentences]
+        fmt = annotation_format(cfg)
+        tokens = [official_tokens(s, fmt) for s in sentences]
         vectors = cls.word_vectors(cfg, {t for ts in tokens for t in ts})
         visual = prepare_features(torch.as_tensor(features, dtype=torch.float32), c.NUM_SAMPLE_CLIPS, c.NORMALIZE)
         t = num_map_clips(cfg)
