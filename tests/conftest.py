@@ -11,6 +11,8 @@ import shutil
 import pytest
 import torch
 
+import mmn.modeling  # noqa: F401  (declares every model's config node: the tests build full configs)
+
 TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
 PARITY_DIR = os.path.join(TESTS_DIR, "fixtures", "parity")
 PARITY_DATA_DIR = os.path.join(PARITY_DIR, "dataset", "Charades_STA")

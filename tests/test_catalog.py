@@ -64,7 +64,8 @@ def test_test_iou_thresholds_override_the_entry(parity_text_encoder_dir, own_dat
     cfg = own_cfg(parity_text_encoder_dir, own_dataset, tmp_path, "TEST.IOU_THRESHOLDS", "(0.1,)", "TEST.RECALLS",
                   "(1,)")
     model = launch.build_model(cfg)
-    from mmn.data import build_dataset, make_data_loader
+    from mmn.data import make_data_loader
+    from mmn.modeling import build_dataset
     from mmn.engine.inference import evaluate
 
     metrics, _, _ = evaluate(cfg, model, make_data_loader(cfg, build_dataset(cfg, "labvids_test"), False), CPU)

@@ -5,7 +5,7 @@ import h5py
 import numpy as np
 import torch
 
-from mmn.data import build_dataset
+from mmn.modeling import build_dataset
 from mmn.config import load_config
 
 PARITY = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "parity")

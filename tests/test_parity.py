@@ -23,7 +23,7 @@ import pytest
 import torch
 
 from conftest import PARITY_CHECKPOINT
-from mmn.data import build_dataset
+from mmn.modeling import build_dataset
 from mmn.modeling.mmn.batch import MMNCollator
 from mmn.data.tokenization import load_tokenizer
 from mmn.data.catalog import builtin_entries

@@ -105,7 +105,7 @@ def test_resume_under_torchrun_is_exact_with_dropout(dropout_text_encoder, tmp_p
 def test_shard_count_must_fit_the_processes_and_the_batch(parity_cfg):
     from mmn.config import load_config
     from mmn.config.loading import ConfigError
-    from mmn.data.build import num_shards
+    from mmn.data.loader import num_shards
 
     assert num_shards(parity_cfg) == 1
     cfg = load_config(os.path.join(PARITY, "config.yaml"), ["SOLVER.BATCH_SIZE", "4", "SOLVER.NUM_SHARDS", "3"])
@@ -114,7 +114,7 @@ def test_shard_count_must_fit_the_processes_and_the_batch(parity_cfg):
 
 
 def test_sharded_collate_gives_each_shard_what_a_process_would_get():
-    from mmn.data.build import ShardedCollate
+    from mmn.data.loader import ShardedCollate
     from mmn.data.samplers import EpochShuffleSampler
 
     order = list(EpochShuffleSampler(10, shuffle=True, seed=1, world_size=1, pad_to=4))
@@ -126,7 +126,8 @@ def test_sharded_collate_gives_each_shard_what_a_process_would_get():
 
 
 def test_evaluation_is_independent_of_the_batch_size_and_the_processes(parity_cfg, tmp_path):
-    from mmn.data import build_dataset, make_data_loader
+    from mmn.data import make_data_loader
+    from mmn.modeling import build_dataset
     from mmn.engine.inference import evaluate
     from mmn.modeling import build_model
     from mmn.utils.checkpoint import load_model_weights

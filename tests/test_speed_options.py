@@ -4,7 +4,7 @@ import os
 import torch
 
 from mmn.config import load_config
-from mmn.data import build_dataset
+from mmn.modeling import build_dataset
 from mmn.modeling.mmn.batch import MMNCollator
 from mmn.modeling import build_model
 from mmn.utils.checkpoint import load_model_weights

@@ -6,7 +6,8 @@ import os
 import pytest
 import torch
 
-from mmn.data import build_dataset, make_data_loader
+from mmn.data import make_data_loader
+from mmn.modeling import build_dataset
 from mmn.engine import launch
 from mmn.engine.inference import recall_metrics, run_inference
 from mmn.modeling import build_model

@@ -144,7 +144,7 @@ def test_an_extractor_of_another_feature_size_is_refused(pipeline, tmp_path):
 
 def test_training_refuses_an_fps_other_than_the_features_and_warns_on_the_encoder(pipeline, caplog, monkeypatch):
     from mmn.config.loading import ConfigError
-    from mmn.data import build_dataset
+    from mmn.modeling import build_dataset
 
     # setup_logger (run by earlier tests) stops the "mmn" logger's propagation: listen on it directly
     monkeypatch.setattr(logging.getLogger("mmn"), "propagate", True)

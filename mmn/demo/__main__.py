@@ -13,9 +13,8 @@ import torch
 from terminaltables import AsciiTable
 
 from ..config import load_config, resolve_device
-from ..data import build_dataset
 from ..engine import launch
-from ..modeling import get_model_class
+from ..modeling import build_dataset, get_model_class
 from ..utils.logger import setup_logger
 from ..utils.seed import seed_everything
 from . import dataset_baseline_tables, resolve_offline_text_encoder, write_synthetic_charades

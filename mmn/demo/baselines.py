@@ -8,7 +8,7 @@ Everything is vectorised over queries; the only Python loops are over the k rank
 """
 import torch
 
-from ..data.build import dataset_entry
+from ..data.catalog import dataset_entry
 from ..evaluation import metric_spec, recall_table
 from ..structures.moment_map import sparse_moment_cells
 from ..structures import segment_iou

@@ -5,7 +5,7 @@ import torch
 from terminaltables import AsciiTable
 from tqdm import tqdm
 
-from ..data.build import dataset_entry
+from ..data.catalog import dataset_entry
 from ..evaluation import metric_spec, recall_table
 from ..utils import comm
 from ..utils.speed import autocast

@@ -11,9 +11,9 @@ import torch
 
 from ..config import load_config, resolve_device
 from ..utils.errors import ConfigError
-from ..data import build_dataset, make_data_loader
-from ..data.build import num_shards
-from ..modeling import build_model
+from ..data import make_data_loader
+from ..data.loader import num_shards
+from ..modeling import build_dataset, build_model
 from ..modeling.global_batch_norm import convert_to_global_batch_norm
 from ..utils import comm
 from ..utils.checkpoint import Checkpointer, atomic_write_text, load_model_weights

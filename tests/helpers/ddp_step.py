@@ -8,7 +8,7 @@ import sys
 import torch
 
 from mmn.config import load_config
-from mmn.data import build_dataset
+from mmn.modeling import build_dataset
 from mmn.modeling.mmn.batch import MMNCollator
 from mmn.engine.launch import _wrap_ddp
 from mmn.modeling import build_model

@@ -196,7 +196,7 @@ class TAN(GroundingModel):
     @torch.no_grad()
     def validation_loss(self, split):
         """The mean batch loss of the eval-mode model over catalog split ``split`` (TEST.BATCH_SIZE batches)."""
-        from ...data import build_dataset
+        from ..registry import build_dataset
 
         if self._val_loader is None or self._val_loader[0] != split:
             dataset = build_dataset(self.cfg, split)

@@ -2,8 +2,8 @@
 
 A checkpoint predicts on video files with the extractor its config names (INPUT.VIDEO.ENCODER at
 INPUT.VIDEO.FPS). Training on mmn-extract features under other values would record a wrong extractor
-and predictions on videos would silently see other rows than training did, so the dataset build checks
-the feature file's attributes (``encoder``, ``fps``, written by ``mmn.video.extract.FeatureFile``):
+and predictions on videos would silently see other rows than training did, so the dataset dispatch
+(``mmn.modeling.build_dataset``) checks the feature file's attributes (``encoder``, ``fps``, written by ``mmn.video.extract.FeatureFile``):
 another FPS is an error; an empty or different ENCODER a warning (a local copy of the same model is a
 different name for the same extractor). Files without these attributes (features made elsewhere) are
 not checked.
@@ -44,7 +44,7 @@ def check_video_extractor(cfg, feat_file):
     if not math.isclose(fps, video.FPS, rel_tol=1e-9):
         raise ConfigError(
             f"{feat_file}: features extracted by mmn-extract at fps {fps:g}, but INPUT.VIDEO.FPS is {video.FPS:g}: "
-            f"set INPUT.VIDEO.FPS {fps:g} (and MODEL.MMN.NUM_CLIPS / INPUT.NUM_PRE_CLIPS to match, see "
+            f"set INPUT.VIDEO.FPS {fps:g} (and the model's clip counts to match, see "
             "configs/pool_clip_b32_fps05.yaml), so that predictions on video files see the rows training saw")
     if not video.ENCODER:
         logger.warning("%s: features extracted by mmn-extract with %s, but INPUT.VIDEO.ENCODER is empty: this run's "

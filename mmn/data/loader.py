@@ -1,38 +1,18 @@
-"""Datasets and data loaders from a config."""
+"""Data loaders from a config: per-epoch shuffling, the global batch split over processes and shards."""
 import random
 
 import numpy as np
 import torch
 
-from ..utils.errors import ConfigError
 from ..utils import comm
-from .catalog import get_entry
+from ..utils.errors import ConfigError
 from .samplers import EpochShuffleSampler
-
-
-def build_dataset(cfg, split_name, is_train=False):
-    """The dataset of catalog split ``split_name`` (e.g. ``charades_test``) in the form the config's model
-    reads (its ``build_dataset``: MMN one item per video, CNM one item per query)."""
-    from ..modeling import get_model_class
-    from ..video.provenance import check_video_extractor
-
-    entry = get_entry(cfg, split_name)
-    check_video_extractor(cfg, entry.feat_file)  # features of mmn-extract: INPUT.VIDEO must name their extractor
-    dataset = get_model_class(cfg).build_dataset(cfg, entry, is_train=is_train)
-    dataset.split = split_name  # evaluation reads the split's catalog entry (IoU thresholds)
-    return dataset
 
 
 def _seed_worker(worker_id):
     seed = torch.initial_seed() % 2 ** 32  # set per worker by the loader's seeded generator
     np.random.seed(seed)
     random.seed(seed)
-
-
-def dataset_entry(cfg, dataset):
-    """The catalog entry ``dataset`` was built from (``build_dataset`` records its split); a dataset made
-    by hand is taken for the config's first test split."""
-    return get_entry(cfg, getattr(dataset, "split", None) or cfg.DATASETS.TEST[0])
 
 
 def num_shards(cfg):
