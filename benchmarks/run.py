@@ -142,7 +142,7 @@ def worker_eval(spec):
     from benchmarks.official_baseline import IOU_METRICS
     from mmn.data.annotations import load_annotations
     from mmn.data.catalog import builtin_entries
-    from mmn.evaluation import evaluate_predictions
+    from mmn.modeling.mmn.ranking import evaluate_predictions
     from mmn.evaluation.reference import official_evaluate
     from mmn.structures.moment_map import sparse_moment_cells
 
@@ -229,8 +229,8 @@ def worker_data(spec):
 
     from benchmarks.official_baseline import OfficialStyleDataset, official_collate
     from mmn.data import make_data_loader
-    from mmn.modeling.mmn.dataset import MMNDataset
-    from mmn.data.tokenization import load_tokenizer
+    from mmn.modeling.mmn.data import MMNDataset
+    from mmn.modeling.mmn.tokenization import load_tokenizer
 
     cfg = _load_cfg(spec)
     name, impl = spec["dataset"], spec["impl"]
@@ -344,10 +344,10 @@ def _time_train_steps(cfg, model, batch, spec, label):
     """Forward / backward / clip + AdamW step on one fixed batch; medians after the warm-up steps."""
     import torch
 
-    from mmn.solver import make_optimizer
+    from mmn.modeling.mmn.optim import build_mmn_optimizer
 
     model.set_epoch(1)  # epoch 1 <= FREEZE_BERT: BERT frozen, as in the reference measurement
-    optimizer = make_optimizer(cfg, model)
+    optimizer, _ = build_mmn_optimizer(cfg, model)
     model.train()
     gc.collect()
     reset_peak_rss()
@@ -382,8 +382,8 @@ def worker_train(spec):
     from benchmarks.official_baseline import IOU_METRICS
     from mmn.data import make_data_loader
     from mmn.evaluation.reference import official_evaluate
-    from mmn.modeling.mmn.batch import MMNCollator
-    from mmn.modeling.mmn.dataset import MMNDataset
+    from mmn.modeling.mmn.data import MMNCollator
+    from mmn.modeling.mmn.data import MMNDataset
     from mmn.modeling import build_model
 
     name = spec["dataset"]

@@ -62,11 +62,6 @@ class Predictor:
         load_model_weights(model, ckpt)
         return cls(cfg, model, torch.device(device) if device else resolve_device(cfg))
 
-    @classmethod
-    def from_files(cls, config_file, ckpt, opts=(), device=None):
-        """Build from a YAML config and a checkpoint (ours or official)."""
-        return cls.from_checkpoint(ckpt, config_file, opts, device)
-
     @property
     def feature_dim(self):
         return type(self.model).feature_dim(self.cfg)[0]

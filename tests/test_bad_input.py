@@ -7,7 +7,7 @@ import pytest
 
 from mmn.config.loading import ConfigError, load_config
 from mmn.data import AnnotationError, FeatureError
-from mmn.modeling.mmn.dataset import MMNDataset
+from mmn.modeling.mmn.data import MMNDataset
 from mmn.data.annotations import load_annotations
 
 NUM_PRE_CLIPS = 16
@@ -18,7 +18,7 @@ GOOD = {"duration": 30.0, "timestamps": [[1.0, 5.0], [10.0, 20.0]],
 
 @pytest.fixture(scope="module")
 def tokenizer(parity_text_encoder_dir):
-    from mmn.data.tokenization import load_tokenizer
+    from mmn.modeling.mmn.tokenization import load_tokenizer
     return load_tokenizer(parity_text_encoder_dir)
 
 
@@ -325,7 +325,7 @@ def test_malformed_yaml_and_missing_config_name_the_file(tmp_path):
 
 
 def test_text_encoder_that_cannot_be_loaded_names_the_path_and_the_key(tmp_path):
-    from mmn.data.tokenization import TextEncoderLoadError, load_tokenizer
+    from mmn.modeling.mmn.tokenization import TextEncoderLoadError, load_tokenizer
     from mmn.modeling.mmn.text_encoder import load_pretrained_encoder
 
     missing = str(tmp_path / "no_such_encoder")

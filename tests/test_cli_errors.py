@@ -203,7 +203,7 @@ def test_project_errors_are_mmn_errors_and_keep_their_old_bases():
     from mmn.config.loading import ConfigError
     from mmn.data.annotations import AnnotationError
     from mmn.data.features import FeatureError
-    from mmn.data.tokenization import TextEncoderLoadError
+    from mmn.modeling.mmn.tokenization import TextEncoderLoadError
     from mmn.predict import PredictionInputError
     from mmn.utils.checkpoint import CheckpointError
 

@@ -6,7 +6,7 @@ import torch
 
 from helpers.cnm import small_cfg
 from mmn.modeling.cnm import CNM
-from mmn.modeling.cnm.cnm import sample_masked_words
+from mmn.modeling.cnm.model import sample_masked_words
 from mmn.modeling.cnm.data import CNMBatch
 from mmn.modeling.cnm.loss import ivc_loss, rec_loss, reconstruction_nll
 from mmn.modeling.cnm.optim import FairseqAdam, InverseSqrtSchedule

@@ -92,7 +92,7 @@ def test_unknown_generator_parameter(tmp_path):
 
 def test_loads_with_mmn_dataset(synthetic):
     from mmn.data.catalog import builtin_entries
-    from mmn.modeling.mmn.dataset import MMNDataset
+    from mmn.modeling.mmn.data import MMNDataset
     from mmn.demo.text_encoder import resolve_offline_text_encoder
 
     root, info = synthetic

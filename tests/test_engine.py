@@ -135,7 +135,7 @@ def _torchrun(args, tmp_path):
 
 def test_ddp_gradients_equal_mean_of_half_batches(parity_text_encoder_dir, tmp_path):
     from mmn.modeling import build_dataset
-    from mmn.modeling.mmn.batch import MMNCollator
+    from mmn.modeling.mmn.data import MMNCollator
     from mmn.modeling import build_model
     from mmn.utils.checkpoint import load_model_weights
 

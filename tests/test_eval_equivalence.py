@@ -1,6 +1,6 @@
 """The batched evaluation returns exactly what the official per-query algorithm returns.
 
-``mmn.evaluation.top_moments`` / ``evaluate_predictions`` replace the official Python NMS loop by k
+``mmn.evaluation.score_map_top_moments`` / ``evaluate_predictions`` replace the official Python NMS loop by k
 vectorised rounds over all queries. Here the official algorithm, written plainly in
 ``mmn.evaluation.reference`` (per query: the non-zero cells as moments in seconds, sorted by score
 descending, greedy NMS suppressing IoU > thresh, R@n,IoU@m = a hit among the first n kept), and the
@@ -15,7 +15,9 @@ import pytest
 import torch
 
 from mmn.data.catalog import builtin_entries
-from mmn.evaluation import evaluate_predictions, fuse_scores, recall_table, top_moments
+from mmn.evaluation import recall_table
+from mmn.evaluation import score_map_top_moments
+from mmn.modeling.mmn.ranking import evaluate_predictions, fuse_scores
 from mmn.evaluation.reference import greedy_nms, mean_top1_iou, official_avgfeats, official_iou2d, recall_hits
 
 RECALLS = (1, 5)
@@ -68,11 +70,11 @@ def test_top_moments_match_plain_official(n, kind, nms_thresh):
     gen = torch.Generator().manual_seed(1000 * n + len(kind) + int(nms_thresh * 10))
     q = 40 if n < 64 else 12
     scores, durations, gt = random_case(n, q, kind, gen)
-    top, top_scores = top_moments(scores, torch.tensor(durations, dtype=torch.float64), nms_thresh, k=5,
+    top, top_scores = score_map_top_moments(scores, torch.tensor(durations, dtype=torch.float64), nms_thresh, k=5,
                                   chunk=7)  # small chunks: the chunked path is exercised too
     assert top.shape == (q, 5, 2) and top_scores.shape == (q, 5)
     # the shortest candidate prefix: most queries need the retries with 4x more candidates
-    short_top, short_scores = top_moments(scores, torch.tensor(durations, dtype=torch.float64), nms_thresh, k=5,
+    short_top, short_scores = score_map_top_moments(scores, torch.tensor(durations, dtype=torch.float64), nms_thresh, k=5,
                                           prefix=5)
     assert torch.equal(short_top.nan_to_num(-1), top.nan_to_num(-1)) and torch.equal(short_scores, top_scores)
     saw_short = False
@@ -100,7 +102,7 @@ def test_recalls_match_plain_official(dataset, kind):
     gt[::3, 0] = torch.tensor([durations[r] * 2 / n for r in range(0, q, 3)]).float()
     gt[::3, 1] = torch.tensor([durations[r] * 6 / n for r in range(0, q, 3)]).float()
     thresholds = IOU_THRESHOLDS[dataset]
-    top, _ = top_moments(scores, torch.tensor(durations, dtype=torch.float64), 0.5, k=5)
+    top, _ = score_map_top_moments(scores, torch.tensor(durations, dtype=torch.float64), 0.5, k=5)
     metrics = recall_table(top, gt, thresholds)
     kept = [greedy_nms(scores[r], durations[r], 0.5, k=5)[0] for r in range(q)]
     hits, miou = recall_hits(kept, gt, thresholds, RECALLS), mean_top1_iou(kept, gt)

@@ -47,7 +47,7 @@ def trained(parity_text_encoder_dir, tmp_path_factory):
 
 
 def test_api_matches_test_net(trained):
-    predictor = Predictor.from_files(CONFIG, trained["ckpt"], trained["opts"])
+    predictor = Predictor.from_checkpoint(trained["ckpt"], CONFIG, trained["opts"])
     queries = trained["results"]["queries"]
     video = queries[0]["video"]
     same_video = [q for q in queries if q["video"] == video]
@@ -120,7 +120,7 @@ def test_installed_console_script_exits_0_and_prints_only_the_table(trained, tmp
 
 
 def test_npy_features_give_the_same_answer(trained, tmp_path):
-    predictor = Predictor.from_files(CONFIG, trained["ckpt"], trained["opts"])
+    predictor = Predictor.from_checkpoint(trained["ckpt"], CONFIG, trained["opts"])
     q = trained["results"]["queries"][0]
     features = predictor.load_features(FEATURES, q["video"])
     np.save(tmp_path / "f.npy", features.numpy())
@@ -148,7 +148,7 @@ def test_bad_input_is_a_clear_error_and_writes_nothing(trained, tmp_path, case):
 
 
 def test_api_rejects_bad_input(trained):
-    predictor = Predictor.from_files(CONFIG, trained["ckpt"], trained["opts"])
+    predictor = Predictor.from_checkpoint(trained["ckpt"], CONFIG, trained["opts"])
     good = np.random.rand(20, 64).astype(np.float32)
     with pytest.raises(PredictionInputError, match="dimension"):
         predictor.predict(np.random.rand(20, 63), 10.0, "a person")

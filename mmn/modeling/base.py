@@ -72,16 +72,11 @@ class GroundingModel(nn.Module):
         raise NotImplementedError(f"{cls.__name__} must implement feature_dim")
 
     # ------------------------------------------------------------------ training
-    def slow_parameters(self):
-        """Parameters trained at lr x 0.1 by the default optimiser (MMN: the text encoder's BERT)."""
-        return []
-
     def build_optimizer(self, cfg):
-        """(optimizer, scheduler): the official MMN AdamW + MultiStepLR by default."""
-        from ..solver import make_lr_scheduler, make_optimizer
-
-        optimizer = make_optimizer(cfg, self)
-        return optimizer, make_lr_scheduler(cfg, optimizer)
+        """(optimizer, scheduler). Default: AdamW (torch's defaults) over every parameter at SOLVER.LR, and
+        MultiStepLR at SOLVER.MILESTONES (gamma 0.1) stepped after each epoch (``end_epoch``)."""
+        optimizer = torch.optim.AdamW(self.parameters(), lr=cfg.SOLVER.LR)
+        return optimizer, torch.optim.lr_scheduler.MultiStepLR(optimizer, list(cfg.SOLVER.MILESTONES), gamma=0.1)
 
     def wrap_distributed(self, device):
         """The module the trainer calls under torchrun: DistributedDataParallel by default (rank 0's

@@ -9,7 +9,7 @@ import torch
 
 from mmn.config import load_config
 from mmn.modeling import build_dataset
-from mmn.modeling.mmn.batch import MMNCollator
+from mmn.modeling.mmn.data import MMNCollator
 from mmn.engine.launch import _wrap_ddp
 from mmn.modeling import build_model
 from mmn.utils import comm

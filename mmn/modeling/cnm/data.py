@@ -15,7 +15,7 @@ from ...data.annotations import AnnotationError, load_annotations
 from ...data.catalog import get_entry
 from ...data.features import resample_clips
 from ...data.glove import load_glove_text
-from ...data.per_query import PerQueryDataset
+from ...data.dataset import PerQueryDataset
 from ...structures.batch import TensorBatch
 from .text import CNMVocabulary, tokenize
 

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from ...data.annotations import load_annotations
 from ...data.features import resample_clips
 from ...data.glove import load_glove_npz, load_glove_text
-from ...data.per_query import PerQueryDataset
+from ...data.dataset import PerQueryDataset
 from ...structures import segment_iou
 from ...structures.batch import TensorBatch
 

@@ -17,8 +17,7 @@ argsort (default kind, reversed) leaves their order to the numpy build, so no or
 """
 import torch
 
-# queries ranked per chunk: bounds the Q x C temporaries (C = T (T + 1) / 2 candidates)
-CHUNK_CELLS = 2 ** 22
+from ...evaluation.score_maps import queries_per_chunk
 
 
 def candidate_cells(num_clips):
@@ -85,7 +84,7 @@ def top_moments(score2d, durations, nms_thresh, k=5, zero_score_candidates=True)
     """score2d: Q x T x T joint probabilities -> (moments Q x k x 2 float64 seconds, scores Q x k)."""
     q, n, _ = score2d.shape
     durations = torch.as_tensor(durations, dtype=torch.float64)
-    chunk = max(1, CHUNK_CELLS // max(n * (n + 1) // 2, 1))
+    chunk = queries_per_chunk(n * (n + 1) // 2)  # bounds the Q x C temporaries (C = T (T + 1) / 2 candidates)
     parts = []
     for s in range(0, q, chunk):
         times, scores, valid = rank_candidates(score2d[s:s + chunk].float().cpu(), durations[s:s + chunk],

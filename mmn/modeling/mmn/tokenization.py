@@ -1,9 +1,9 @@
-"""Query tokenisation with the text encoder's own WordPiece tokenizer."""
+"""MMN's query tokenisation with its text encoder's own WordPiece tokenizer, and the loading of both."""
 import functools
 
 import numpy as np
 
-from ..utils.errors import MMNError
+from ...utils.errors import MMNError
 
 
 class TextEncoderLoadError(MMNError, RuntimeError):

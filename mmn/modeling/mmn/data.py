@@ -1,19 +1,22 @@
-"""MMN's dataset: one item per video with all its sentences, tokenised by the text encoder's tokenizer.
+"""MMN's data: one item per video with all its sentences, tokenised by the text encoder's tokenizer; the
+batch of videos with their sentences flattened, and the collator that builds it.
 
-Every benchmark is this one class; the datasets differ only by their catalog entry (annotation adapter,
-feature file and key)."""
+Every benchmark is this one dataset class; the datasets differ only by their catalog entry (annotation
+adapter, feature file and key)."""
 import logging
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from ...data.annotations import AnnotationError, load_annotations
-from ...data.features import (HDF5FeatureReader, ResampledFeatureCache, build_resampled_cache, prepare_video_features,
-                              resampled_cache_path)
-from ...data.tokenization import load_tokenizer, tokenize
+from ...data.dataset import GroundingDataset
+from ...data.features import HDF5FeatureReader, prepare_video_features
 from ...structures import StringTable
+from ...structures.batch import TensorBatch
 from ...utils import comm
-from .batch import MMNCollator
+from .feature_cache import ResampledFeatureCache, build_resampled_cache, resampled_cache_path
+from .tokenization import load_tokenizer, tokenize
 
 logger = logging.getLogger(__name__)
 
@@ -29,7 +32,7 @@ def _tokenize_in_chunks(sentences, tokenizer, chunk=TOKENIZE_CHUNK):
     return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
 
-class MMNDataset(torch.utils.data.Dataset):
+class MMNDataset(GroundingDataset):
     """Videos with all their sentences; one item is one video.
 
     Everything per sentence is kept in flat arrays (token ids, lengths, moments) indexed by
@@ -108,10 +111,6 @@ class MMNDataset(torch.utils.data.Dataset):
     def get_duration(self, idx):
         return float(self.durations[idx])
 
-    def get_sentences(self, idx):
-        start, end = self.sentence_range(idx)
-        return self.sentences[start:end]
-
     def query_video_ids(self):
         """Video id of every sentence, in dataset order."""
         return [self.vids[i] for i in self.query_video_index().tolist()]
@@ -152,3 +151,57 @@ class MMNDataset(torch.utils.data.Dataset):
             "idx": idx,
             "query_start": start,
         }
+
+
+@dataclass
+class MMNBatch(TensorBatch):
+    feats: torch.Tensor          # B x NUM_PRE_CLIPS x D
+    queries: torch.Tensor        # S x L token ids, padded with 0 over the whole batch
+    wordlens: torch.Tensor       # S, tokens incl. [CLS] and [SEP]
+    moments: torch.Tensor        # S x 2, seconds
+    num_sentences: torch.Tensor  # B, sentences per video (sum = S)
+    durations: torch.Tensor      # B, seconds (float64)
+    indices: torch.Tensor        # B, dataset indices of the videos
+    query_indices: torch.Tensor  # S, dataset indices of the sentences (queries)
+
+    @property
+    def sentence_durations(self):
+        """S: the duration of each sentence's video."""
+        return torch.repeat_interleave(self.durations, self.num_sentences)
+
+    @property
+    def video_index(self):
+        """S: the batch position of each sentence's video."""
+        return torch.repeat_interleave(torch.arange(len(self.num_sentences), device=self.num_sentences.device),
+                                       self.num_sentences)
+
+    def split_by_video(self, tensor):
+        """Split a per-sentence tensor (S, ...) into a list of per-video tensors (benchmarks/run.py)."""
+        return list(torch.split(tensor, self.num_sentences.tolist()))
+
+
+class MMNCollator:
+    """Video items (MMNDataset) into one MMNBatch; token ids are padded with ``pad_token_id``."""
+
+    def __init__(self, pad_token_id=0):
+        self.pad_token_id = pad_token_id
+
+    def __call__(self, items):
+        num_sentences = torch.tensor([len(it["wordlen"]) for it in items], dtype=torch.long)
+        max_len = max(it["query"].shape[1] for it in items)
+        queries = torch.cat([
+            torch.nn.functional.pad(it["query"], (0, max_len - it["query"].shape[1]), value=self.pad_token_id)
+            for it in items])
+        durations = torch.tensor([it["duration"] for it in items], dtype=torch.float64)
+        moments = torch.cat([it["moment"] for it in items])
+        return MMNBatch(
+            feats=torch.stack([it["feats"] for it in items]).float(),
+            queries=queries,
+            wordlens=torch.cat([it["wordlen"] for it in items]),
+            moments=moments,
+            num_sentences=num_sentences,
+            durations=durations,
+            indices=torch.tensor([it["idx"] for it in items], dtype=torch.long),
+            query_indices=torch.cat([torch.arange(it["query_start"], it["query_start"] + len(it["wordlen"]))
+                                     for it in items]),
+        )

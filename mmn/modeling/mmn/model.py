@@ -4,20 +4,20 @@ import torch.nn.functional as F
 
 from ...utils.errors import ConfigError
 from ...data.features import prepare_video_features
-from ...data.tokenization import load_tokenizer
-from ...evaluation import fused_top_moments
 from ...structures import cell_iou_targets
+from ...structures.moment_map import sparse_map_lengths
 from ...utils import comm
 from ..base import GroundingModel, RankedMoments, keep_first_shard_stats
 from ..registry import register_model
-from .batch import MMNBatch
-from .dataset import MMNDataset
-from ...structures.moment_map import sparse_map_lengths
+from .data import MMNBatch, MMNDataset
 from .feat2d import build_feat2d
 from .featpool import build_featpool
 from .loss import mutual_matching_loss, scaled_iou_bce_loss
+from .optim import build_mmn_optimizer
 from .proposal_conv import ProposalConv
+from .ranking import fused_top_moments
 from .text_encoder import build_text_encoder
+from .tokenization import load_tokenizer
 
 
 def per_video_cosine(sent_feat, video_maps, video_index, num_sentences):
@@ -148,9 +148,9 @@ class MMN(GroundingModel):
             query_indices=torch.arange(count),
         )
 
-    def slow_parameters(self):
-        """The text encoder's BERT, trained at lr x 0.1 (official)."""
-        return list(self.text_encoder.bert.parameters())
+    def build_optimizer(self, cfg):
+        """The official AdamW (the text encoder's BERT at lr x 0.1) and MultiStepLR (``optim.py``)."""
+        return build_mmn_optimizer(cfg, self)
 
     def train_step(self, batch, optimizer, epoch, forward=None):
         """The contract's step; with GLOBAL_NEGATIVES the shards of a process form one loss (``ShardGroup``)."""
