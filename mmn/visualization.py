@@ -1,7 +1,12 @@
-"""Plots (matplotlib, Agg backend): a query's 2D moment score map, a timeline, training curves."""
+"""Plots (matplotlib, Agg backend): a query's 2D moment score map, a timeline, training curves, and the plots of
+a dataset's first queries (test_net.py --vis)."""
 import json
+import logging
+import os
 
 from .utils.checkpoint import atomic_write
+
+logger = logging.getLogger("mmn")
 
 
 def _pyplot():
@@ -111,3 +116,25 @@ def _save(fig, path, plt):
         atomic_write(path, "wb", lambda f: fig.savefig(f, format="png"))
     finally:
         plt.close(fig)
+
+
+def plot_queries(dataset, moments, scores, score_maps, count, out_dir):
+    """A timeline PNG of the first ``count`` queries of ``dataset`` (ground truth vs ranked moments) and,
+    for models that score a moment map, the map; returns the paths."""
+    import torch
+
+    count = min(count, dataset.num_queries)
+    durations, gts, sentences = dataset.query_durations(), dataset.query_moments(), dataset.query_sentences()
+    paths = []
+    for q in range(count):
+        kept = torch.isfinite(scores[q])
+        top = torch.cat([moments[q][kept].double(), scores[q][kept, None].double()], dim=1).tolist()
+        gt, duration, title = gts[q].tolist(), float(durations[q]), sentences[q]
+        stem = os.path.join(out_dir, f"query_{q:05d}")
+        if q in score_maps:
+            plot_score_map(score_maps[q], duration, stem + "_map.png", gt=gt, top=top, title=title)
+            paths.append(stem + "_map.png")
+        plot_timeline(duration, stem + "_timeline.png", gt=gt, top=top, title=title)
+        paths.append(stem + "_timeline.png")
+    logger.info("wrote %d plots to %s", len(paths), out_dir)
+    return paths

@@ -11,7 +11,8 @@ import torch
 from mmn.config import load_config
 from mmn.config.loading import ConfigError
 from mmn.data.catalog import builtin_entries, dataset_name_of_split, read_catalog_file
-from mmn.engine import launch
+from mmn import engine
+from mmn.modeling import build_model
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PARITY = os.path.join(ROOT, "tests", "fixtures", "parity")
@@ -48,7 +49,7 @@ def test_trains_and_evaluates_on_a_dataset_declared_only_in_a_catalog_file(parit
 
     cfg = own_cfg(parity_text_encoder_dir, own_dataset, tmp_path / "run")
     assert cfg.DATASETS.NAME == "labvids"
-    launch.train(cfg, CPU)
+    engine.train(cfg, CPU)
     record = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[-1])
     assert set(record["test"]) == {f"R@{n},IoU@{t}" for n in (1, 5) for t in ("0.3", "0.5", "0.7")} | {"mIoU"}
     assert (tmp_path / "run" / "best_labvids.pth").is_file()
@@ -63,7 +64,7 @@ def test_trains_and_evaluates_on_a_dataset_declared_only_in_a_catalog_file(parit
 def test_test_iou_thresholds_override_the_entry(parity_text_encoder_dir, own_dataset, tmp_path):
     cfg = own_cfg(parity_text_encoder_dir, own_dataset, tmp_path, "TEST.IOU_THRESHOLDS", "(0.1,)", "TEST.RECALLS",
                   "(1,)")
-    model = launch.build_model(cfg)
+    model = build_model(cfg)
     from mmn.data import make_data_loader
     from mmn.modeling import build_dataset
     from mmn.engine.inference import evaluate

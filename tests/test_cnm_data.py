@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from helpers.cnm import small_cfg
+from mmn.engine import run_step
 from mmn.data import get_entry, make_data_loader
 from mmn.data.features import resample_clips
 from mmn.modeling.cnm import CNM
@@ -49,13 +50,13 @@ def train_tiny(tmp_path, shuffle_timestamps):
     loader = make_data_loader(cfg, ds, is_train=True)
     torch.manual_seed(cfg.SEED)
     model = CNM(cfg)
-    opt = model.build_optimizers(cfg)
+    opt, _ = model.build_optimizer(cfg)
     seen_moments = []
     for epoch in range(2):
         loader.sampler.set_epoch(epoch)
         for batch in loader:
             seen_moments.append(batch.moments.clone())
-            model.train_step(batch, opt)
+            run_step(model, batch, opt)
     return model.state_dict(), torch.cat(seen_moments)
 
 

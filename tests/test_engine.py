@@ -9,7 +9,7 @@ import torch
 
 from helpers.launcher import run_script
 from mmn.config import load_config
-from mmn.engine import launch
+from mmn import engine
 from mmn.utils import checkpoint as ckpt_mod
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -27,7 +27,7 @@ def run_train(cfg):
     from mmn.utils.seed import seed_everything
 
     seed_everything(cfg.SEED)
-    return launch.train(cfg, CPU)
+    return engine.train(cfg, CPU)
 
 
 def load(path):
@@ -51,7 +51,7 @@ def test_train_then_evaluate_single_process(dropout_text_encoder, tmp_path):
     assert load(tmp_path / "best_charades.pth")["epoch"] == best["epoch"]
 
     out = tmp_path / "results.json"
-    metrics = launch.test(cfg, CPU, str(tmp_path / "model_2e.pth"), str(out))
+    metrics = engine.evaluate_checkpoint(cfg, CPU, str(tmp_path / "model_2e.pth"), str(out))
     assert metrics == pytest.approx(records[-1]["test"])
     result = json.loads(out.read_text())
     assert len(result["queries"]) == 20
@@ -91,7 +91,7 @@ def test_resume_equals_straight_run(dropout_text_encoder, tmp_path):
     run_train(straight)
     run_train(make_cfg(dropout_text_encoder, tmp_path / "resumed", "SOLVER.MAX_EPOCH", "1"))
     torch.manual_seed(12345)  # resume must restore the RNG, whatever happened in between
-    launch.train(make_cfg(dropout_text_encoder, tmp_path / "resumed"), CPU, resume="last")
+    engine.train(make_cfg(dropout_text_encoder, tmp_path / "resumed"), CPU, resume="last")
     a, b = load(tmp_path / "straight" / "model_2e.pth"), load(tmp_path / "resumed" / "model_2e.pth")
     assert set(a["model"]) == set(b["model"])
     for k in a["model"]:
@@ -116,7 +116,7 @@ def test_kill_during_checkpoint_save_loses_nothing(dropout_text_encoder, tmp_pat
 
     monkeypatch.setattr(ckpt_mod.os, "replace", killed)
     with pytest.raises(KeyboardInterrupt):
-        launch.train(make_cfg(dropout_text_encoder, tmp_path, "SOLVER.MAX_EPOCH", "2"), CPU, resume="last")
+        engine.train(make_cfg(dropout_text_encoder, tmp_path, "SOLVER.MAX_EPOCH", "2"), CPU, resume="last")
     monkeypatch.setattr(ckpt_mod.os, "replace", real_replace)
 
     files = set(os.listdir(tmp_path))
@@ -125,7 +125,7 @@ def test_kill_during_checkpoint_save_loses_nothing(dropout_text_encoder, tmp_pat
     for name, content in before.items():
         assert (tmp_path / name).read_bytes() == content, name
     # and training can go on from there
-    launch.train(make_cfg(dropout_text_encoder, tmp_path, "SOLVER.MAX_EPOCH", "2"), CPU, resume="last")
+    engine.train(make_cfg(dropout_text_encoder, tmp_path, "SOLVER.MAX_EPOCH", "2"), CPU, resume="last")
     assert load(tmp_path / "model_2e.pth")["epoch"] == 2
 
 

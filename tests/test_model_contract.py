@@ -17,7 +17,7 @@ from mmn.config import load_config
 from mmn.config.defaults import register_model_config
 from mmn.data.annotations import load_annotations
 from mmn.data.features import HDF5FeatureReader, resample_clips
-from mmn.engine import launch
+from mmn import engine
 from mmn.modeling import MODEL_REGISTRY, GroundingModel, RankedMoments, register_model
 from mmn.predict import Predictor
 
@@ -170,7 +170,7 @@ def test_registered_through_the_contract_only(catalog, tmp_path):
 def test_toy_model_trains_checkpoints_and_evaluates(catalog, tmp_path):
     cfg = toy_cfg(catalog, tmp_path)
     assert cfg.DATASETS.NAME == "toyset"  # derived from the splits
-    best = launch.train(cfg, CPU)
+    best = engine.train(cfg, CPU)
     records = [json.loads(line) for line in open(tmp_path / "metrics.jsonl")]
     assert [r["epoch"] for r in records] == [1, 2]
     assert records[1]["loss"] < records[0]["loss"]
@@ -179,16 +179,16 @@ def test_toy_model_trains_checkpoints_and_evaluates(catalog, tmp_path):
     for name in ("model_1e.pth", "model_2e.pth", f"best_{cfg.DATASETS.NAME}.pth"):
         assert os.path.isfile(tmp_path / name)
     assert best["epoch"] in (1, 2)
-    metrics = launch.test(cfg, CPU, str(tmp_path / "model_2e.pth"), vis=1)
+    metrics = engine.evaluate_checkpoint(cfg, CPU, str(tmp_path / "model_2e.pth"), vis=1)
     assert metrics == records[1]["test"]
     assert os.path.isfile(tmp_path / "vis" / "query_00000_timeline.png")
     assert not os.path.exists(tmp_path / "vis" / "query_00000_map.png")  # no score map: timeline only
 
 
 def test_toy_model_resumes_exactly(catalog, tmp_path):
-    launch.train(toy_cfg(catalog, tmp_path / "straight"), CPU)
-    launch.train(toy_cfg(catalog, tmp_path / "resumed", "SOLVER.MAX_EPOCH", "1"), CPU)
-    launch.train(toy_cfg(catalog, tmp_path / "resumed"), CPU, resume="last")
+    engine.train(toy_cfg(catalog, tmp_path / "straight"), CPU)
+    engine.train(toy_cfg(catalog, tmp_path / "resumed", "SOLVER.MAX_EPOCH", "1"), CPU)
+    engine.train(toy_cfg(catalog, tmp_path / "resumed"), CPU, resume="last")
     straight, resumed = weights(tmp_path / "straight" / "model_2e.pth"), weights(tmp_path / "resumed" / "model_2e.pth")
     assert all(torch.equal(straight[k], resumed[k]) for k in straight)
     lines = [open(tmp_path / run / "metrics.jsonl").read().splitlines() for run in ("straight", "resumed")]
@@ -200,7 +200,7 @@ def test_test_net_and_predictor_need_only_the_checkpoint(catalog, tmp_path, caps
     import test_net
 
     cfg = toy_cfg(catalog, tmp_path)
-    launch.train(cfg, CPU)
+    engine.train(cfg, CPU)
     ckpt = str(tmp_path / "model_2e.pth")
     expected = json.loads(open(tmp_path / "metrics.jsonl").read().splitlines()[-1])["test"]
     out = tmp_path / "again.json"

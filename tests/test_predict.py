@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from mmn.config import load_config
-from mmn.engine import launch
+from mmn import engine
 from mmn.predict import PredictionInputError, Predictor
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -39,9 +39,9 @@ def trained(parity_text_encoder_dir, tmp_path_factory):
     """A checkpoint trained 2 epochs on the tiny fixture dataset, and test_net's results for it."""
     out = tmp_path_factory.mktemp("trained")
     cfg = load_config(CONFIG, opts(parity_text_encoder_dir, out))
-    launch.train(cfg, CPU)
+    engine.train(cfg, CPU)
     ckpt = str(out / "model_2e.pth")
-    launch.test(cfg, CPU, ckpt, str(out / "results.json"), vis=2)
+    engine.evaluate_checkpoint(cfg, CPU, ckpt, str(out / "results.json"), vis=2)
     return {"dir": out, "ckpt": ckpt, "opts": opts(parity_text_encoder_dir, out),
             "results": json.loads((out / "results.json").read_text())}
 

@@ -12,8 +12,9 @@ import torch
 from mmn.config import load_config
 from mmn.config.loading import ConfigError
 from mmn.data import FeatureError
-from mmn.engine import launch
-from mmn.engine.launch import argument_parser, parse_args
+from mmn import engine
+from mmn.modeling import build_model
+from mmn.engine import argument_parser, parse_args
 from mmn.utils.checkpoint import load_model_weights
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -51,17 +52,17 @@ def snapshot(folder):
 def test_second_run_into_the_same_output_dir_is_refused_and_changes_nothing(parity_text_encoder_dir, tmp_path):
     catalog = write_catalog(tmp_path / "data")
     out = tmp_path / "run"
-    launch.train(cfg_for(parity_text_encoder_dir, catalog, out), CPU)
+    engine.train(cfg_for(parity_text_encoder_dir, catalog, out), CPU)
     before = snapshot(out)
     metrics_before = (out / "metrics.jsonl").read_text()
     with pytest.raises(ConfigError) as err:
-        launch.train(cfg_for(parity_text_encoder_dir, catalog, out, "SOLVER.LR", "0.5"), CPU)
+        engine.train(cfg_for(parity_text_encoder_dir, catalog, out, "SOLVER.LR", "0.5"), CPU)
     message = str(err.value)
     assert str(out) in message and "--resume" in message and "--overwrite" in message
     assert len(message.splitlines()) == 1
     assert snapshot(out) == before and (out / "metrics.jsonl").read_text() == metrics_before
     # the explicit overwrite starts afresh: one epoch line, not two
-    launch.train(cfg_for(parity_text_encoder_dir, catalog, out), CPU, overwrite=True)
+    engine.train(cfg_for(parity_text_encoder_dir, catalog, out), CPU, overwrite=True)
     assert [json.loads(line)["epoch"] for line in (out / "metrics.jsonl").read_text().splitlines()] == [1]
 
 
@@ -69,11 +70,11 @@ def test_a_folder_with_only_other_files_is_fine(parity_text_encoder_dir, tmp_pat
     out = tmp_path / "run"
     out.mkdir()
     (out / "notes.txt").write_text("mine")
-    launch.check_output_dir(str(out))  # no run files: nothing to refuse
+    engine.check_output_dir(str(out))  # no run files: nothing to refuse
     (out / "model_3e.pth").write_bytes(b"x")
     with pytest.raises(ConfigError, match="model_3e.pth"):
-        launch.check_output_dir(str(out))
-    launch.check_output_dir(str(out), resume="last")  # resuming is the point
+        engine.check_output_dir(str(out))
+    engine.check_output_dir(str(out), resume="last")  # resuming is the point
 
 
 # ------------------------------------------------------------------------------------- failing evaluation
@@ -88,16 +89,16 @@ def test_nan_features_in_a_test_video_keep_the_trained_epoch(parity_text_encoder
     out = tmp_path / "run"
     cfg = cfg_for(parity_text_encoder_dir, catalog, out)
     with pytest.raises(FeatureError) as err:
-        launch.train(cfg, CPU)
+        engine.train(cfg, CPU)
     assert "test.h5" in str(err.value) and "'VY1GQ'" in str(err.value)
     assert (out / "last_checkpoint").read_text().strip() == "model_1e.pth"
-    model = launch.build_model(cfg)
+    model = build_model(cfg)
     data = load_model_weights(model, str(out / "model_1e.pth"))
     assert data["epoch"] == 1
     assert not (out / "metrics.jsonl").exists()  # the epoch's record waits for its evaluation
     # once the features are mended, --resume evaluates the saved epoch and writes its line
     mended = cfg_for(parity_text_encoder_dir, write_catalog(tmp_path / "mended"), out)
-    launch.train(mended, CPU, resume="last")
+    engine.train(mended, CPU, resume="last")
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in records] == [1] and "test" in records[0]
 
@@ -111,9 +112,9 @@ def test_wrong_feature_dimension_in_a_test_video_stops_before_training(parity_te
 
     catalog = write_catalog(tmp_path / "data", widen)
     steps = []
-    monkeypatch.setattr("mmn.modeling.base.GroundingModel.train_step", lambda *a, **k: steps.append(1))
+    monkeypatch.setattr("mmn.engine.trainer.run_step", lambda *a, **k: steps.append(1))
     with pytest.raises(FeatureError) as err:
-        launch.train(cfg_for(parity_text_encoder_dir, catalog, tmp_path / "run"), CPU)
+        engine.train(cfg_for(parity_text_encoder_dir, catalog, tmp_path / "run"), CPU)
     assert "test.h5" in str(err.value) and "'GQYR9'" in str(err.value)
     assert steps == []
 

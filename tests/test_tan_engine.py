@@ -1,5 +1,5 @@
 """2D-TAN through the shared engine: the catalog, the loaders, run_inference + recall_metrics (the official
-table on the fixture), the validation-loss schedule, train_net/test_net's launch.train / launch.test."""
+table on the fixture), the validation-loss schedule, train_net/test_net's engine.train / evaluate_checkpoint."""
 import json
 import os
 
@@ -8,8 +8,8 @@ import torch
 
 from mmn.data import make_data_loader
 from mmn.modeling import build_dataset
-from mmn.engine import launch
-from mmn.engine.inference import recall_metrics, run_inference
+from mmn import engine
+from mmn.engine.inference import evaluate, recall_metrics, run_inference
 from mmn.modeling import build_model
 from mmn.modeling.tan import TAN
 from mmn.utils.checkpoint import load_model_weights
@@ -43,7 +43,7 @@ def test_engine_evaluation_gives_the_official_table(expected, catalog, test_batc
     model = build_model(cfg)
     load_model_weights(model, CHECKPOINT)
     dataset = build_dataset(cfg, "tanfx_test")
-    moments, scores, _ = run_inference(model, make_data_loader(cfg, dataset, is_train=False), torch.device("cpu"))
+    moments, scores, _, _ = run_inference(model, make_data_loader(cfg, dataset, is_train=False), torch.device("cpu"))
     metrics = recall_metrics(cfg, dataset, moments)
     summary = expected["eval"]["summary"]
     for q, official in enumerate(summary["top_moments"]):
@@ -56,39 +56,43 @@ def test_engine_evaluation_gives_the_official_table(expected, catalog, test_batc
 
 def test_inclusive_table_is_selectable(expected, catalog, tmp_path):
     """TEST.STRICT_IOU False gives the framework's >= table from the same answers (never below the strict one)."""
-    strict = launch.test(engine_cfg(expected, catalog, **{"OUTPUT_DIR": str(tmp_path)}), torch.device("cpu"),
-                         CHECKPOINT, out=str(tmp_path / "strict.json"))
-    inclusive = launch.test(engine_cfg(expected, catalog, **{"TEST.STRICT_IOU": False, "OUTPUT_DIR": str(tmp_path)}),
-                            torch.device("cpu"), CHECKPOINT, out=str(tmp_path / "inclusive.json"))
+    strict = engine.evaluate_checkpoint(engine_cfg(expected, catalog, **{"OUTPUT_DIR": str(tmp_path)}),
+                                        torch.device("cpu"), CHECKPOINT, out=str(tmp_path / "strict.json"))
+    inclusive = engine.evaluate_checkpoint(
+        engine_cfg(expected, catalog, **{"TEST.STRICT_IOU": False, "OUTPUT_DIR": str(tmp_path)}), torch.device("cpu"),
+        CHECKPOINT, out=str(tmp_path / "inclusive.json"))
     assert all(inclusive[k] >= strict[k] for k in strict)
 
 
 def test_validation_loss_steps_the_plateau(expected, catalog):
-    """With DATASETS.VAL the schedule steps on -(the validation loss) = -(the official evaluation loss)."""
+    """With DATASETS.VAL the engine's evaluation records the validation loss (= the official evaluation loss)
+    and the schedule steps on its negative."""
     cfg = engine_cfg(expected, catalog, **{"DATASETS.VAL": ("tanfx_val",)})
     model = build_model(cfg)
     load_model_weights(model, CHECKPOINT)
     optimizer, scheduler = model.build_optimizer(cfg)
     record = {"epoch": 1, "loss": 1.0}
+    record["val"], _, _ = evaluate(cfg, model, make_data_loader(cfg, build_dataset(cfg, "tanfx_val"), is_train=False),
+                                   torch.device("cpu"))
     model.end_epoch(scheduler, record)
-    assert record["val_loss"] == pytest.approx(expected["eval"]["loss"], abs=1e-5)
+    assert record["val"]["loss"] == pytest.approx(expected["eval"]["loss"], abs=1e-5)
     assert scheduler.best == pytest.approx(-expected["eval"]["loss"], abs=1e-5)
-    assert model.training
+    assert model.training  # the evaluation gives the model back in training mode
 
 
 def test_train_net_and_test_net(expected, catalog, tmp_path):
-    """One epoch through launch.train (train_net.py), then launch.test (test_net.py) of its checkpoint with the
+    """One epoch through engine.train (train_net.py), then evaluate_checkpoint (test_net.py) of its checkpoint with the
     config the checkpoint carries."""
     cfg = engine_cfg(expected, catalog, **{"OUTPUT_DIR": str(tmp_path), "SOLVER.MAX_EPOCH": 1,
                                            "DATASETS.VAL": ("tanfx_val",)})
-    launch.train(cfg, torch.device("cpu"))
+    engine.train(cfg, torch.device("cpu"))
     records = [json.loads(line) for line in open(tmp_path / "metrics.jsonl")]
-    assert len(records) == 1 and "val_loss" in records[0] and set(records[0]["test"]) >= {"R@1,IoU@0.5", "mIoU"}
+    assert len(records) == 1 and "loss" in records[0]["val"] and set(records[0]["test"]) >= {"R@1,IoU@0.5", "mIoU"}
     checkpoint = str(tmp_path / "model_1e.pth")
     from mmn.config import load_config
 
-    tested = launch.test(load_config(None, [], checkpoint=checkpoint), torch.device("cpu"), checkpoint,
-                         out=str(tmp_path / "results.json"))
+    tested = engine.evaluate_checkpoint(load_config(None, [], checkpoint=checkpoint), torch.device("cpu"), checkpoint,
+                                        out=str(tmp_path / "results.json"))
     assert tested == records[0]["test"]
     from mmn.predict import Predictor
 

@@ -9,6 +9,7 @@ import csv
 import pytest
 import torch
 
+from mmn.engine import run_step
 from mmn.evaluation import recall_table
 from mmn.modeling.tan import TAN
 from mmn.modeling.tan.ranking import rank_candidates, top_moments
@@ -200,21 +201,21 @@ def test_rank_moments_contract(eval_outputs, expected):
 # ---------------------------------------------------------------------------- training updates
 @pytest.fixture(scope="module")
 def training(cfg, datasets):
-    """The official loop's three updates replayed with the model's own optimiser and train_step."""
+    """The official loop's three updates replayed with the model's own optimiser and the engine's run_step."""
     model = build_model(cfg).train()
     optimizer, scheduler = model.build_optimizer(cfg)
     records, grads = [], None
     for k, indices in enumerate([[4, 0, 5, 1], [7, 6, 2, 9], [8, 3]]):
         batch = collate(datasets["train"], indices)
         lr = [g["lr"] for g in optimizer.param_groups]
-        # the update's gradients before clipping and their norm, from a copy (the contract's train_step,
+        # the update's gradients before clipping and their norm, from a copy (the engine's run_step,
         # forward -> loss -> backward -> clip -> step, reports the losses only)
         probe = copy.deepcopy(model)
         probe(batch)["loss"].backward()
         probe_grads = {n: p.grad.clone() for n, p in probe.named_parameters()}
         grad_norm = torch.nn.utils.clip_grad_norm_(probe.parameters(), float("inf")).item()
         grads = probe_grads if k == 0 else grads
-        result = model.train_step(batch, optimizer, epoch=1)
+        result = run_step(model, batch, optimizer, epoch=1)
         model.end_epoch(scheduler, {"loss": result["loss"]})  # NO_VAL: no validation loss, no step
         records.append(dict(result, grad_norm=grad_norm, lr=lr, lr_next=[g["lr"] for g in optimizer.param_groups],
                             scheduler={k2: v for k2, v in scheduler.state_dict().items()},
@@ -267,6 +268,6 @@ def test_sharded_update_equals_the_whole_batch(cfg, datasets):
     shards = [collate(datasets["train"], [4, 0]), collate(datasets["train"], [5, 1])]
     for model, b in ((whole, batch), (sharded, shards)):
         optimizer, _ = model.build_optimizer(cfg)
-        model.train_step(b, optimizer, 1)
+        run_step(model, b, optimizer, 1)
     for (name, a), b in zip(whole.state_dict().items(), sharded.state_dict().values()):
         assert_close(f"sharded {name}", a, b, tol=1e-6)

@@ -1,4 +1,4 @@
-"""From video files to moments, end to end: mmn-extract -> training through mmn.engine.launch with a
+"""From video files to moments, end to end: mmn-extract -> training through mmn.engine with a
 dataset catalog -> mmn-predict --video, all offline on things the test makes.
 
 Videos written with PyAV; a tiny random CLIP vision tower with a 512-d projection (the size of ViT-B/32's,
@@ -19,7 +19,7 @@ import torch
 pytest.importorskip("av")
 
 from mmn.config import load_config  # noqa: E402
-from mmn.engine import launch  # noqa: E402
+from mmn import engine  # noqa: E402
 from mmn.predict import PredictionInputError, Predictor  # noqa: E402
 from mmn.video.synthetic import constant_rate_times, save_random_clip, variable_rate_times, write_video  # noqa: E402
 
@@ -57,7 +57,7 @@ def run(module, *args, timeout=600):
 
 @pytest.fixture(scope="module")
 def pipeline(tmp_path_factory):
-    """Extract (CLI) -> fill the annotation skeleton -> catalog -> train 1 epoch (launch.train)."""
+    """Extract (CLI) -> fill the annotation skeleton -> catalog -> train 1 epoch (engine.train)."""
     root = tmp_path_factory.mktemp("own_videos")
     videos = root / "videos"
     videos.mkdir()
@@ -94,7 +94,7 @@ def pipeline(tmp_path_factory):
             "SOLVER.MILESTONES", "(5,)", "TEST.BATCH_SIZE", 2, "DATALOADER.NUM_WORKERS", 0]
     cfg = load_config(CONFIG, [str(v) for v in opts])
     assert cfg.MODEL.MMN.FEATPOOL.INPUT_SIZE == 512 and cfg.INPUT.VIDEO.ENCODER == clip
-    launch.train(cfg, CPU)
+    engine.train(cfg, CPU)
     return {"root": root, "videos": videos, "clip": clip, "ckpt": str(out / "model_1e.pth"), "opts": opts,
             "durations": json.loads((root / "feats.durations.json").read_text())}
 

@@ -7,11 +7,11 @@ release, so its state_dict loads with ``load_state_dict``.
 
 The model contract (mmn/modeling/base.py; see docs/CNM.md):
 
-- ``model.train_step(batch, optimizers, epoch)``: one CNM iteration (L_rec update of the reconstructor,
-  then L_IVC update of the generator, then both schedules), returns a dict of floats. Its optimisers
-  are ``model.build_optimizer(cfg)`` (no epoch schedule). This is THE way to train CNM.
-- ``model(batch)`` in train mode: the losses of one forward without any update
-  (``loss`` = L_rec + L_IVC, only for logging: back-propagating it is the paper's "jointly" ablation).
+- one update is two phases (``update_phases``), run by the engine's ``run_step``: L_rec updates the
+  reconstructor, then a new forward's L_IVC updates the generator, then both per-update schedules step
+  (``after_step``). Its optimisers are ``model.build_optimizer(cfg)`` (no epoch schedule).
+- ``model(batch, phase=...)`` in train mode: the loss of that phase; without ``phase``, the losses of one
+  forward (``loss`` = L_rec + L_IVC, only for logging: back-propagating it is the paper's "jointly" ablation).
 - ``model(batch)`` in eval mode: ``moments`` Q x 1 x 2 normalised (s, e), ``scores`` Q x 1 (ones: CNM
   predicts one moment per query, no NMS), ``center``, ``width``.
 
@@ -23,8 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ...utils.errors import ConfigError
-from ...utils import comm
-from ..base import GroundingModel, RankedMoments
+from ..base import GroundingModel, RankedMoments, UpdatePhase
 from ..registry import register_model
 from .data import build_cnm_dataset, build_query_batch, cached_cnm_vocabulary
 from .gauss import easy_negative_mask, gaussian_mask, moments_from_gaussian
@@ -69,10 +68,14 @@ def sample_masked_words(words_len, weights, size, num_masked_divisor=3, generato
 
 @register_model("CNM")
 class CNM(GroundingModel):
+    # no DistributedDataParallel: its reducer would average the two phases' gradients at the wrong time; under
+    # torchrun the engine averages each phase's gradients, so both groups stay identical on every rank
+    wrap_in_ddp = False
 
     def __init__(self, cfg):
         super().__init__(cfg)
         c = cfg.MODEL.CNM
+        self.max_grad_norm = float(c.SOLVER.MAX_GRAD_NORM)  # every gradient, each phase (the release's clip)
         hidden = c.HIDDEN_SIZE
         self.dropout = c.DROPOUT
         self.alpha = c.ALPHA
@@ -105,16 +108,40 @@ class CNM(GroundingModel):
             groups["generator" if GENERATOR_KEY in name else "reconstructor"].append(p)
         return groups
 
-    def _set_trainable(self, reconstructor, generator):
-        for name, p in self.named_parameters():
-            p.requires_grad_(generator if GENERATOR_KEY in name else reconstructor)
-
-    def build_optimizers(self, cfg):
+    def build_optimizer(self, cfg):
+        """The release's two Adam optimisers with their per-update schedules (``CNMOptimizers``); no epoch
+        scheduler."""
         s = cfg.MODEL.CNM.SOLVER
         groups = self.parameter_groups()
-        return CNMOptimizers(groups["reconstructor"], groups["generator"], lr=s.LR, warmup_updates=s.WARMUP_UPDATES,
-                             warmup_init_lr=s.WARMUP_INIT_LR, betas=tuple(s.BETAS), eps=s.EPS,
-                             weight_decay=s.WEIGHT_DECAY, max_grad_norm=s.MAX_GRAD_NORM)
+        optimizers = CNMOptimizers(groups["reconstructor"], groups["generator"], lr=s.LR,
+                                   warmup_updates=s.WARMUP_UPDATES, warmup_init_lr=s.WARMUP_INIT_LR,
+                                   betas=tuple(s.BETAS), eps=s.EPS, weight_decay=s.WEIGHT_DECAY)
+        return optimizers, None
+
+    def update_phases(self):
+        """One CNM iteration, exactly as the release's loop (the engine's ``run_step`` runs it):
+
+        1. ``fc_mask_gen`` frozen; forward; L_rec; backward; clip the norm of ALL gradients to
+           MODEL.CNM.SOLVER.MAX_GRAD_NORM (stale gradients of the frozen group included, as the release);
+           step the reconstructor's Adam (every parameter but ``fc_mask_gen``);
+        2. everything but ``fc_mask_gen`` frozen; a new forward (new word masking); L_IVC; backward; clip;
+           step the generator's Adam;
+        then ``after_step`` steps both learning-rate schedules.
+        """
+        if not self.use_negative:
+            raise RuntimeError("CNM training needs MODEL.CNM.USE_NEGATIVE (L_IVC trains the generator)")
+        return (UpdatePhase(name="reconstructor", loss="loss_rec", trainable="reconstructor", optimizer="reconstructor"),
+                UpdatePhase(name="generator", loss="loss_ivc", trainable="generator", optimizer="generator"))
+
+    def training_inputs(self, batch):
+        if isinstance(batch, list):
+            raise ConfigError("CNM's loss is per query: SOLVER.NUM_SHARDS would change nothing but the batch; "
+                              "set SOLVER.NUM_SHARDS 0")
+        return [batch]
+
+    def after_step(self, optimizer):
+        """Both per-update schedules (``CNMOptimizers.step_update``)."""
+        optimizer.step_update()
 
     # ------------------------------------------------------------------ the model contract (mmn/modeling/base.py)
     @classmethod
@@ -128,16 +155,6 @@ class CNM(GroundingModel):
     @classmethod
     def build_query_batch(cls, cfg, features, duration, sentences):
         return build_query_batch(cfg, features, duration, sentences)
-
-    def wrap_distributed(self, device):
-        """No DDP wrapper: the alternating update averages each phase's gradients itself (``train_step``);
-        every rank starts from rank 0's weights."""
-        comm.broadcast_module(self)
-        return self
-
-    def build_optimizer(self, cfg):
-        """The release's two Adam optimisers with their per-update schedules; no epoch scheduler."""
-        return self.build_optimizers(cfg), None
 
     def rank_moments(self, outputs, batch, topk):
         """CNM's one moment per query (normalised (s, e) times the duration), score 1."""
@@ -225,12 +242,22 @@ class CNM(GroundingModel):
                         self._ce(out, "easy_neg_words_logit"), self.beta1, self.beta2)
 
     # ------------------------------------------------------------------ engine entry points
-    def forward(self, batch, epoch=1):
+    def forward(self, batch, epoch=1, phase=None):
+        """Eval mode: the moments. Train mode: the loss of update phase ``phase`` ("reconstructor": L_rec of a
+        forward without the easy negative; "generator": L_IVC and its parts), or without ``phase`` every loss
+        of one forward ("loss" = L_rec + L_IVC, for logging)."""
         if not self.training:
             g = self.generate(batch)
             moments = moments_from_gaussian(g["center"], g["width"]).unsqueeze(1)
             return {"moments": moments, "scores": torch.ones_like(moments[..., 0]),
                     "center": g["center"], "width": g["width"]}
+        if phase == "reconstructor":
+            return {"loss_rec": self.reconstruction_loss(self.forward_outputs(batch, easy_negative=False))}
+        if phase == "generator":
+            loss_ivc, hard, easy = self.contrastive_loss(self.forward_outputs(batch))
+            return {"loss_ivc": loss_ivc, "loss_ivc_hard": hard, "loss_ivc_easy": easy}
+        if phase is not None:
+            raise ValueError(f"CNM has no update phase {phase!r}")
         out = self.forward_outputs(batch)
         loss_rec = self.reconstruction_loss(out)
         result = {"loss_rec": loss_rec}
@@ -241,50 +268,3 @@ class CNM(GroundingModel):
         else:
             result["loss"] = loss_rec
         return result
-
-    def train_step(self, batch, optimizers, epoch=None, forward=None, masked_words=(None, None)):
-        """One CNM iteration, exactly as the release's loop:
-
-        1. freeze ``fc_mask_gen``; forward; L_rec; backward; clip the norm of ALL gradients to
-           ``max_grad_norm`` (stale gradients of the frozen group included, as the release); step the
-           reconstructor's Adam (every parameter but ``fc_mask_gen``);
-        2. freeze everything but ``fc_mask_gen``; forward again (new word masking); L_IVC; backward;
-           clip; step the generator's Adam;
-        3. step both learning-rate schedules.
-        ``masked_words``: optional pair of B x (L+1) bool masks for the two forwards (tests). ``epoch`` and
-        ``forward`` (the contract's) are unused: nothing depends on the epoch, and there is no DDP wrapper
-        (``wrap_distributed``): under torchrun each phase's gradients are averaged over ranks here, so
-        both parameter groups stay identical on every rank.
-        Returns floats: loss (L_rec + L_IVC), loss_rec, loss_ivc, loss_ivc_hard, loss_ivc_easy, lr.
-        """
-        if not self.use_negative:
-            raise RuntimeError("train_step needs MODEL.CNM.USE_NEGATIVE (L_IVC trains the generator)")
-        if isinstance(batch, list):
-            raise ConfigError("CNM's loss is per query: SOLVER.NUM_SHARDS would change nothing but the batch; "
-                              "set SOLVER.NUM_SHARDS 0")
-        self.train()
-        params = list(self.parameters())
-        try:
-            self._set_trainable(reconstructor=True, generator=False)
-            optimizers.rec.zero_grad(set_to_none=True)
-            out = self.forward_outputs(batch, masked_words=masked_words[0], easy_negative=False)
-            loss_rec = self.reconstruction_loss(out)
-            loss_rec.backward()
-            comm.average_gradients(params)  # under torchrun: every rank takes the same step
-            torch.nn.utils.clip_grad_norm_(params, optimizers.max_grad_norm)
-            optimizers.rec.step()
-
-            self._set_trainable(reconstructor=False, generator=True)
-            optimizers.gen.zero_grad(set_to_none=True)
-            out = self.forward_outputs(batch, masked_words=masked_words[1])
-            loss_ivc, hard, easy = self.contrastive_loss(out)
-            loss_ivc.backward()
-            comm.average_gradients(params)
-            torch.nn.utils.clip_grad_norm_(params, optimizers.max_grad_norm)
-            optimizers.gen.step()
-        finally:
-            self._set_trainable(reconstructor=True, generator=True)
-        optimizers.step_update()
-        loss_rec, loss_ivc = loss_rec.item(), loss_ivc.item()
-        return {"loss": loss_rec + loss_ivc, "loss_rec": loss_rec, "loss_ivc": loss_ivc,
-                "loss_ivc_hard": hard.item(), "loss_ivc_easy": easy.item(), "lr": optimizers.lr}

@@ -63,17 +63,10 @@ def check_geometry(cfg):
         raise ConfigError(f"MODEL.MMN.FEAT2D.POOLING_COUNTS {counts} with MODEL.MMN.NUM_CLIPS {n}: {problem}")
 
 
-class ShardGroup:
-    """The shards of one process's batch, trained as one loss (GLOBAL_NEGATIVES): each shard is encoded
-    on its own (its own BatchNorm statistics, the first shard's running statistics kept), then the
-    losses see every shard's sentences and moments."""
-
-    def __init__(self, shards):
-        self.shards = list(shards)
-
-
 def shard_group_tensors(model, shards):
-    """``model.training_tensors`` of every shard, concatenated (video indices renumbered)."""
+    """``model.training_tensors`` of every shard of one process's batch, concatenated (video indices renumbered):
+    each shard is encoded on its own (its own BatchNorm statistics, the first shard's running statistics
+    kept), then the losses see every shard's sentences and moments (GLOBAL_NEGATIVES)."""
     parts, saved, offset = [], None, 0
     for shard in shards:
         iou_scores, map2d, sent_feat, iou1d, moments, video_index = model.training_tensors(shard)
@@ -152,14 +145,15 @@ class MMN(GroundingModel):
         """The official AdamW (the text encoder's BERT at lr x 0.1) and MultiStepLR (``optim.py``)."""
         return build_mmn_optimizer(cfg, self)
 
-    def train_step(self, batch, optimizer, epoch, forward=None):
-        """The contract's step; with GLOBAL_NEGATIVES the shards of a process form one loss (``ShardGroup``)."""
+    def training_inputs(self, batch):
+        """The contract's shards; with GLOBAL_NEGATIVES the shards of a process form one loss: one forward of
+        the whole list (``shard_group_tensors``)."""
         if self.global_negatives and isinstance(batch, list) and len(batch) > 1:
-            if forward is not None and forward is not self:
+            if comm.get_world_size() > 1:
                 raise ConfigError("MODEL.MMN.LOSS.GLOBAL_NEGATIVES under torchrun takes one shard per process: "
                                   "set SOLVER.NUM_SHARDS 0, or as many shards as processes")
-            batch = ShardGroup(batch)
-        return super().train_step(batch, optimizer, epoch, forward)
+            return [batch]
+        return super().training_inputs(batch)
 
     def rank_moments(self, outputs, batch, topk):
         """Official score fusion, then greedy NMS over the fused map (TEST.NMS_THRESH)."""
@@ -199,12 +193,12 @@ class MMN(GroundingModel):
         return iou_scores, map2d_contrastive, sent_feat, self.iou_targets(batch), batch.moments, batch.video_index
 
     def forward(self, batch, epoch=1):
-        """Training: dict of losses (loss_vid and loss_sent already weighted, "loss" the total); a
-        ``ShardGroup`` (GLOBAL_NEGATIVES with several shards in one process) is one loss over all of them.
+        """Training: dict of losses (loss_vid and loss_sent already weighted, "loss" the total); a list of
+        shards (GLOBAL_NEGATIVES with several shards in one process) is one loss over all of them.
         Evaluation: dict with S x N x N "contrastive" and "iou" score maps (zero outside mask2d)."""
         if self.training:
-            if isinstance(batch, ShardGroup):
-                tensors = shard_group_tensors(self, batch.shards)
+            if isinstance(batch, list):
+                tensors = shard_group_tensors(self, batch)
             else:
                 tensors = self.training_tensors(batch)
             if self.global_negatives:  # every process computes the loss of the whole global batch

@@ -12,8 +12,7 @@ import torch
 from torch import nn
 
 from ...utils.errors import ConfigError
-from ...utils.speed import autocast
-from ..base import GroundingModel, RankedMoments, model_device
+from ..base import GroundingModel, RankedMoments
 from ..registry import register_model
 from .data import TANCollator, TANDataset, annotation_format, config_tokens, glove_path, load_word_vectors, num_map_clips, \
     official_tokens, prepare_features
@@ -21,7 +20,7 @@ from .frame import FrameAvgPool
 from .fusion import BaseFusion
 from .loss import bce_rescale_loss
 from .map_conv import MapConv
-from .optim import build_tan_optimizer, step_plateau, validation_loss
+from .optim import build_tan_optimizer, step_plateau
 from .prop import SparsePropConv, SparsePropMaxPool, check_scale_layers
 from .ranking import top_moments
 
@@ -54,8 +53,6 @@ class TAN(GroundingModel):
         self.nms_thresh = cfg.TEST.NMS_THRESH
         self.zero_score_candidates = bool(c.ZERO_SCORE_CANDIDATES)
         self.plateau_sign = float(c.SOLVER.PLATEAU_SIGN)
-        self.cfg = cfg
-        self._val_loader = None  # (split, loader) of the validation loss, built on first use
 
     # ------------------------------------------------------------------ config and data
     @classmethod
@@ -183,34 +180,12 @@ class TAN(GroundingModel):
         return build_tan_optimizer(self.parameters(), cfg)
 
     def end_epoch(self, scheduler, record):
-        """ReduceLROnPlateau on -(validation loss) (official sign, ``train.py:198-202``); no step without a
-        validation split (DATASETS.VAL empty: the official NO_VAL). The engine evaluates recall only, so the
-        validation loss (the mean of the batch losses, as the official evaluation logs it) is computed here
-        when the record has none, and written to the record as ``val_loss``."""
-        if scheduler is None:
-            return
-        if validation_loss(record) is None and self.cfg.DATASETS.VAL:
-            record["val_loss"] = self.validation_loss(self.cfg.DATASETS.VAL[0])
-        step_plateau(scheduler, record, self.plateau_sign)
-
-    @torch.no_grad()
-    def validation_loss(self, split):
-        """The mean batch loss of the eval-mode model over catalog split ``split`` (TEST.BATCH_SIZE batches)."""
-        from ..registry import build_dataset
-
-        if self._val_loader is None or self._val_loader[0] != split:
-            dataset = build_dataset(self.cfg, split)
-            self._val_loader = (split, torch.utils.data.DataLoader(
-                dataset, batch_size=self.cfg.TEST.BATCH_SIZE, shuffle=False, collate_fn=dataset.collator(),
-                num_workers=self.cfg.DATALOADER.NUM_WORKERS))
-        was_training, device = self.training, model_device(self)
-        self.eval()
-        losses = []
-        for batch in self._val_loader[1]:
-            with autocast(self.amp, device):
-                losses.append(float(self(batch.to(device))["loss"]))
-        self.train(was_training)
-        return sum(losses) / max(len(losses), 1)
+        """ReduceLROnPlateau on -(validation loss) (official sign, ``train.py:198-202``), the loss the engine's
+        evaluation of DATASETS.VAL records (``record["val"]["loss"]``, the mean of the batch losses, as the
+        official evaluation logs it); no step without a validation split (DATASETS.VAL empty: the official
+        NO_VAL)."""
+        if scheduler is not None:
+            step_plateau(scheduler, record, self.plateau_sign)
 
     # ------------------------------------------------------------------ inference
     def rank_moments(self, outputs, batch, topk):
