@@ -15,7 +15,7 @@ from mmn.modeling.mmn.feat2d import SparseMaxPool
 from mmn.structures.moment_map import mask_weights, sparse_moment_cells
 from mmn.modeling.mmn.loss import mutual_matching_loss, scaled_iou_bce_loss
 from mmn.modeling.mmn.proposal_conv import ProposalConv
-from mmn.structures import iou2d_from_moments
+from helpers.moment_maps import iou2d_from_moments
 
 
 # --------------------------------------------------------------------------------------------- resampling

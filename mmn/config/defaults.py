@@ -67,7 +67,7 @@ _C.TEST.BATCH_SIZE = 64
 _C.TEST.NMS_THRESH = 0.5
 # (mmn) the recall table: R@n for n in RECALLS (ranks above the moments a model returns are left out) at the IoU
 # thresholds of the test split's catalog entry, or IOU_THRESHOLDS when given; STRICT_IOU: a hit needs IoU > m
-# (2D-TAN's eval.py) instead of >= m (MMN's)
+# (as some official evaluations count) instead of >= m
 _C.TEST.RECALLS = (1, 5)
 _C.TEST.IOU_THRESHOLDS = ()
 _C.TEST.STRICT_IOU = False
@@ -85,7 +85,7 @@ _MODEL_KEYS = {}
 def register_model_config(name, node, keys=None):
     """Declare model ``name``'s config (called by the model's package when imported): its node ``MODEL.<name>``
     and ``keys``, {"SECTION.KEY": default} of keys outside that node that only this model reads, at the
-    place its official release spells them (MMN's ``INPUT.NUM_PRE_CLIPS``), so that the release's YAML
+    place its official release spells them (e.g. ``INPUT.NUM_PRE_CLIPS``), so that the release's YAML
     files load unchanged. A key that the shared defaults or another model already declare otherwise is an
     error."""
     if name in _C.MODEL or (name in _MODEL_NODES and _MODEL_NODES[name] is not node):

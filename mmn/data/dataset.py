@@ -12,7 +12,7 @@ from .features import HDF5FeatureReader
 
 
 class GroundingDataset(torch.utils.data.Dataset):
-    """Base of every model's dataset. Items may be videos (MMN: a video with all its sentences) or queries
+    """Base of every model's dataset. Items may be videos (a video with all its sentences) or queries
     (``PerQueryDataset``); the per-query accessors below are what the shared layers read."""
 
     ann_file = None  # the annotation file (logged with the recall table)
@@ -44,7 +44,7 @@ class GroundingDataset(torch.utils.data.Dataset):
 
 
 class PerQueryDataset(GroundingDataset):
-    """Base of a dataset whose item is one query (CNM, 2D-TAN). Subclasses set ``vids`` and ``sentences`` (per
+    """Base of a dataset whose item is one query. Subclasses set ``vids`` and ``sentences`` (per
     query), ``durations`` (Q seconds, float64) and ``moments`` (Q x 2 seconds), then call ``open_features``."""
 
     def open_features(self, feat_file, feat_key=None, feat_dim=None, dim_key=None, check=True):

@@ -24,11 +24,11 @@ logger = logging.getLogger("mmn.inference")
 def run_inference(model, loader, device, topk=5, amp=False, keep_maps=0):
     """Top-``topk`` moments (seconds) and scores of every query of ``loader.dataset``, in dataset order.
 
-    The model's ``rank_moments`` runs per batch (MMN: fusion + NMS), so only Q x topk results are kept,
+    The model's ``rank_moments`` runs per batch (e.g. score fusion + NMS), so only Q x topk results are kept,
     and the score maps of the first ``keep_maps`` queries only (plots). Under torch.distributed each rank
     runs its share and the results are gathered on every rank. The model's training mode is restored.
     Returns (moments, scores, {query: map}, mean loss): the loss is the mean over batches of the eval
-    outputs' "loss" (as the official 2D-TAN evaluation logs it), None when the outputs carry none.
+    outputs' "loss" (a validation loss, as official evaluations log it), None when the outputs carry none.
     """
     was_training = model.training
     model.eval()

@@ -104,7 +104,7 @@ def wrap_model(model, device):
     if not model.wrap_in_ddp:
         comm.broadcast_module(model)
         return model
-    # parameters frozen for some epochs (MMN's BERT) get no gradient then
+    # parameters frozen for some epochs (a pretrained text encoder) get no gradient then
     return DDP(model, device_ids=[device.index] if device.type == "cuda" else None, broadcast_buffers=False,
                find_unused_parameters=True)
 
@@ -193,7 +193,7 @@ def do_train(cfg, model, train_loader, test_loader, optimizer, scheduler, device
     evaluating, so that a failing evaluation never loses the trained epoch (the checkpoint holds the
     schedule before the epoch's ``end_epoch``); evaluate every TEST_PERIOD epochs from SKIP_TEST on (each
     split's recall table and, for models whose eval outputs carry one, its mean loss); ``end_epoch`` with
-    that record (the schedule; 2D-TAN's plateau reads the validation loss); keep ``best_<dataset>.pth``
+    that record (the schedule; a plateau schedule reads the validation loss); keep ``best_<dataset>.pth``
     (highest sum of the recall table on ``val_loader`` when given, else on ``test_loader``); append the
     record to metrics.jsonl. ``pending``: (record, whether its ``end_epoch`` already ran) of a resumed epoch
     whose evaluation and metrics line had not been written (the run stopped after its checkpoint), finished

@@ -14,8 +14,8 @@ from torch import nn
 from ...utils.errors import ConfigError
 from ..base import GroundingModel, RankedMoments
 from ..registry import register_model
-from .data import TANCollator, TANDataset, annotation_format, config_tokens, glove_path, load_word_vectors, num_map_clips, \
-    official_tokens, prepare_features
+from .data import (TANCollator, TANDataset, annotation_format, config_tokens, glove_path, load_word_vectors,
+                   num_map_clips, official_tokens, prepare_features)
 from .frame import FrameAvgPool
 from .fusion import BaseFusion
 from .loss import bce_rescale_loss
