@@ -20,7 +20,7 @@ from mmn.utils.checkpoint import CheckpointError, load_model_weights
 from tan_fixture import CHECKPOINT, GLOVE, load_expected, official_to_cfg
 
 torch.set_num_threads(1)
-CONFIGS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
+from helpers.paths import CONFIGS_DIR as CONFIGS
 
 
 @pytest.fixture(scope="module")

@@ -9,9 +9,9 @@ import torch
 
 from helpers.launcher import run_script
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-PARITY = os.path.join(ROOT, "tests", "fixtures", "parity")
-HELPER = os.path.join(ROOT, "tests", "helpers", "shard_run.py")
+from helpers.paths import HELPERS_DIR, PARITY_DIR as PARITY, REPO_ROOT as ROOT
+
+HELPER = os.path.join(HELPERS_DIR, "shard_run.py")
 TOL = 1e-5
 
 
@@ -61,16 +61,19 @@ def runs(parity_text_encoder_dir, tmp_path_factory):
     }
 
 
+@pytest.mark.slow
 def test_one_process_with_two_shards_is_ddp_over_two_processes(runs):
     steps, weights = max_step_diff(runs["ddp2"], runs["shards2"])
     assert steps <= TOL and weights <= TOL, (steps, weights)
 
 
+@pytest.mark.slow
 def test_global_negatives_and_sync_bn_make_training_independent_of_the_processes(runs):
     steps, weights = max_step_diff(runs["global_ddp2"], runs["one"])
     assert steps <= TOL and weights <= TOL, (steps, weights)
 
 
+@pytest.mark.slow
 def test_global_negatives_with_per_shard_batchnorm_in_one_process_is_ddp_over_two(runs):
     # negatives from the whole batch, BatchNorm statistics per shard: the paper's BatchNorm, global negatives
     steps, weights = max_step_diff(runs["global_only_ddp2"], runs["global_shards2"])
@@ -79,6 +82,7 @@ def test_global_negatives_with_per_shard_batchnorm_in_one_process_is_ddp_over_tw
     assert abs(first[0]["loss_vid"] - first[1]["loss_vid"]) > 1e-3  # the negatives changed
 
 
+@pytest.mark.slow
 def test_the_two_settings_really_differ(runs):
     # per-shard negatives and BatchNorm statistics vs the whole batch's: other losses from the first update
     first = runs["shards2"]["steps"][0]["losses"], runs["one"]["steps"][0]["losses"]
@@ -88,6 +92,7 @@ def test_the_two_settings_really_differ(runs):
     assert weights > 1e-3
 
 
+@pytest.mark.slow
 def test_resume_under_torchrun_is_exact_with_dropout(dropout_text_encoder, tmp_path):
     straight = run(dropout_text_encoder, tmp_path / "straight", "SOLVER.MAX_EPOCH", "2", processes=2)
     run(dropout_text_encoder, tmp_path / "resumed", "SOLVER.MAX_EPOCH", "1", processes=2)
@@ -125,6 +130,7 @@ def test_sharded_collate_gives_each_shard_what_a_process_would_get():
         assert [x for batch in shards for x in batch[r]] == per_process[r]
 
 
+@pytest.mark.slow
 def test_evaluation_is_independent_of_the_batch_size_and_the_processes(parity_cfg, tmp_path):
     from mmn.data import make_data_loader
     from mmn.modeling import build_dataset
@@ -161,11 +167,12 @@ def test_evaluation_is_independent_of_the_batch_size_and_the_processes(parity_cf
         assert torch.allclose(top[:, 2], results[0][2][q][kept].double(), atol=1e-4)
 
 
+@pytest.mark.slow
 def test_cnm_under_torchrun_keeps_both_parameter_groups_in_sync(tmp_path):
     from mmn.demo import write_synthetic_charades
 
     write_synthetic_charades(str(tmp_path / "data"), num_train_videos=16, num_test_videos=4, feat_dim=128, seed=0)
-    run_script([os.path.join(ROOT, "tests", "helpers", "cnm_ddp.py"), str(tmp_path / "data"), str(tmp_path / "out")],
+    run_script([os.path.join(HELPERS_DIR, "cnm_ddp.py"), str(tmp_path / "data"), str(tmp_path / "out")],
                processes=2)
     result = torch.load(tmp_path / "out" / "cnm_ddp.pt", weights_only=False)
     assert result["world"] == 2

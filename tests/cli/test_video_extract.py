@@ -25,7 +25,7 @@ from mmn.video.extract import ExtractionInputError, collect_videos, extract_vide
 from mmn.video.synthetic import (constant_rate_times, save_random_clip, variable_rate_times, write_video,  # noqa: E402
                                  write_without_video_frames)
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from helpers.paths import REPO_ROOT as ROOT
 torch.set_num_threads(1)  # a shared 2-core machine
 ENV = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false",
            HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
@@ -283,6 +283,7 @@ def test_the_hdf5_is_read_by_the_framework_reader(media, encoder, tmp_path):
 
 
 # ------------------------------------------------------------------------------------------------ CLI
+@pytest.mark.slow
 def test_cli_reports_corrupt_and_empty_videos_by_name_and_extracts_the_others(media, tmp_path):
     folder = tmp_path / "videos"
     shutil.copytree(media["folder"], folder)
@@ -311,6 +312,7 @@ def test_cli_reports_corrupt_and_empty_videos_by_name_and_extracts_the_others(me
     assert skeleton["vfr"] == {"duration": round(durations["vfr"], 3), "timestamps": [], "sentences": []}
 
 
+@pytest.mark.slow
 def test_cli_refuses_to_mix_extractors_in_one_file(media, tmp_path):
     out = tmp_path / "feats.hdf5"
     assert run_cli(media["cfr"], "--out", str(out), "--encoder", media["clip"], "--fps", "0.5").returncode == 0
@@ -372,6 +374,7 @@ def test_the_console_script_names_the_cli(media, monkeypatch, capsys):
     assert "mmn-extract: error: no_such_video.mp4: no such file or folder" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_the_extraction_benchmark_runs(tmp_path):
     """A smoke run of python -m benchmarks.extract on a tiny encoder (its figures are not checked)."""
     out = tmp_path / "bench.json"

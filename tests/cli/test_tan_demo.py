@@ -1,7 +1,11 @@
 """python -m mmn.demo --model tan runs end to end offline (shrunk: 24 videos, one epoch)."""
 import os
 
+import pytest
+
 from mmn.demo.__main__ import main
+
+pytestmark = pytest.mark.slow  # every test here runs the demo, a subprocess or torchrun
 
 
 def test_tan_demo_runs_end_to_end(tmp_path, capsys):

@@ -12,8 +12,7 @@ from mmn.config import load_config
 from mmn import engine
 from mmn.utils import checkpoint as ckpt_mod
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-PARITY = os.path.join(ROOT, "tests", "fixtures", "parity")
+from helpers.paths import HELPERS_DIR, PARITY_DIR as PARITY, REPO_ROOT as ROOT
 CPU = torch.device("cpu")
 
 
@@ -133,6 +132,7 @@ def _torchrun(args, tmp_path):
     return run_script(args, processes=2, timeout=300)
 
 
+@pytest.mark.slow
 def test_ddp_gradients_equal_mean_of_half_batches(parity_text_encoder_dir, tmp_path):
     from mmn.modeling import build_dataset
     from mmn.modeling.mmn.data import MMNCollator
@@ -140,7 +140,7 @@ def test_ddp_gradients_equal_mean_of_half_batches(parity_text_encoder_dir, tmp_p
     from mmn.utils.checkpoint import load_model_weights
 
     out = tmp_path / "ddp_grads.pt"
-    _torchrun([os.path.join(ROOT, "tests", "helpers", "ddp_step.py"), parity_text_encoder_dir, str(out)], tmp_path)
+    _torchrun([os.path.join(HELPERS_DIR, "ddp_step.py"), parity_text_encoder_dir, str(out)], tmp_path)
     ddp_grads = torch.load(out, weights_only=True)
 
     cfg = make_cfg(parity_text_encoder_dir, tmp_path)
@@ -169,6 +169,7 @@ def test_ddp_gradients_equal_mean_of_half_batches(parity_text_encoder_dir, tmp_p
     assert pooled > 1e-4
 
 
+@pytest.mark.slow
 def test_train_net_under_torchrun(parity_text_encoder_dir, tmp_path):
     _torchrun(["train_net.py", "--config-file", os.path.join(PARITY, "config.yaml"),
                "MODEL.DEVICE", "cpu", "MODEL.MMN.TEXT_ENCODER.PRETRAINED", parity_text_encoder_dir,
@@ -179,6 +180,7 @@ def test_train_net_under_torchrun(parity_text_encoder_dir, tmp_path):
     assert len(open(tmp_path / "metrics.jsonl").readlines()) == 1
 
 
+@pytest.mark.slow
 def test_test_net_on_official_checkpoint_reproduces_official_recall(parity_text_encoder_dir, parity_expected, tmp_path):
     out = tmp_path / "res.json"
     proc = subprocess.run(

@@ -13,8 +13,7 @@ from mmn.config import load_config
 from mmn import engine
 from mmn.predict import PredictionInputError, Predictor
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-PARITY = os.path.join(ROOT, "tests", "fixtures", "parity")
+from helpers.paths import PARITY_DIR as PARITY, REPO_ROOT as ROOT
 CONFIG = os.path.join(PARITY, "config.yaml")
 FEATURES = os.path.join(PARITY, "dataset", "Charades_STA", "vgg_rgb_features.hdf5")
 CPU = torch.device("cpu")
@@ -66,6 +65,7 @@ def test_api_matches_test_net(trained):
         np.testing.assert_allclose(got[:, 2], want[:, 2], rtol=1e-3, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_cli_prints_and_writes_the_same(trained, tmp_path):
     queries = trained["results"]["queries"]
     q = queries[-1]
@@ -96,6 +96,7 @@ def installed_script():
     return script
 
 
+@pytest.mark.slow
 def test_installed_console_script_exits_0_and_prints_only_the_table(trained, tmp_path):
     script = installed_script()
     q = trained["results"]["queries"][0]
@@ -129,6 +130,7 @@ def test_npy_features_give_the_same_answer(trained, tmp_path):
     assert [(m.start, m.end) for m in a.moments] == [(m.start, m.end) for m in b.moments]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", ["dim", "empty", "duration", "video"])
 def test_bad_input_is_a_clear_error_and_writes_nothing(trained, tmp_path, case):
     q = trained["results"]["queries"][0]

@@ -23,7 +23,7 @@ from mmn import engine  # noqa: E402
 from mmn.predict import PredictionInputError, Predictor  # noqa: E402
 from mmn.video.synthetic import constant_rate_times, save_random_clip, variable_rate_times, write_video  # noqa: E402
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from helpers.paths import REPO_ROOT as ROOT
 CONFIG = os.path.join(ROOT, "configs", "pool_clip_b32_fps05.yaml")
 CPU = torch.device("cpu")
 torch.set_num_threads(1)
@@ -33,6 +33,9 @@ FPS = 2.0  # a rate for seconds-long test videos (the config's 0.5 is for real o
 WORDS = "a person opens the door sits down on chair drinks from cup reads book walks to window".split()
 SENTENCES = ["a person opens the door", "the person sits down on a chair", "a person drinks from a cup",
              "the person reads a book", "a person walks to the window"]
+
+
+pytestmark = pytest.mark.slow  # every test here runs the demo, a subprocess or torchrun
 
 
 def save_tiny_bert(target_dir):

@@ -14,8 +14,7 @@ from mmn.data.catalog import builtin_entries, dataset_name_of_split, read_catalo
 from mmn import engine
 from mmn.modeling import build_model
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-PARITY = os.path.join(ROOT, "tests", "fixtures", "parity")
+from helpers.paths import PARITY_DIR as PARITY, REPO_ROOT as ROOT
 PARITY_DATA = os.path.join(PARITY, "dataset", "Charades_STA")
 CPU = torch.device("cpu")
 

@@ -8,7 +8,7 @@ import torch
 from mmn.modeling import build_dataset
 from mmn.config import load_config
 
-PARITY = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "parity")
+from helpers.paths import PARITY_DIR as PARITY
 
 
 def _cfg(text_encoder, root, cache=""):

@@ -9,14 +9,14 @@ from mmn.data import get_entry
 from mmn.evaluation import metric_spec, recall_table
 from mmn.modeling.registry import build_model
 
-HERE = os.path.dirname(os.path.abspath(__file__))
+from helpers.paths import CONFIGS_DIR
 
 
 # ---------------------------------------------------------------------------- configs
 @pytest.mark.parametrize("name", ["cnm_charades.yaml", "cnm_activitynet.yaml"])
 def test_configs_load_and_build(name):
     cfg = get_default_config()
-    cfg.merge_from_file(os.path.join(HERE, "..", "configs", name))
+    cfg.merge_from_file(os.path.join(CONFIGS_DIR, name))
     assert cfg.MODEL.ARCHITECTURE == "CNM"
     model = build_model(cfg)
     assert model.fc_rec.out_features == cfg.MODEL.CNM.VOCAB_SIZE + 1
@@ -26,7 +26,7 @@ def test_configs_load_and_build(name):
 
 def test_cnm_is_scored_at_its_thresholds():
     def evaluate(moments, durations, gt, dataset):
-        cfg = load_config(os.path.join(HERE, "..", "configs", f"cnm_{dataset}.yaml"))
+        cfg = load_config(os.path.join(CONFIGS_DIR, f"cnm_{dataset}.yaml"))
         thresholds, recalls, strict = metric_spec(cfg, get_entry(cfg, cfg.DATASETS.TEST[0]), num_moments=1)
         assert not strict
         seconds = moments.double() * durations.double()[:, None, None]  # normalised -> seconds, as inference

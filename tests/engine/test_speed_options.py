@@ -10,7 +10,7 @@ from mmn.modeling import build_model
 from mmn.utils.checkpoint import load_model_weights
 from mmn.utils.speed import apply_speed_options, autocast
 
-PARITY = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "parity")
+from helpers.paths import PARITY_DIR as PARITY
 CPU = torch.device("cpu")
 
 

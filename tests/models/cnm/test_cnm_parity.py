@@ -12,8 +12,9 @@ from mmn.modeling.cnm import CNM
 from mmn.modeling.cnm.gauss import moments_from_gaussian
 from mmn.modeling.cnm.loss import ivc_loss, rec_loss, reconstruction_nll
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-FIXTURE = os.path.join(HERE, "fixtures", "cnm_parity", "cnm_expected.pt")
+from helpers.paths import FIXTURES_DIR
+
+FIXTURE = os.path.join(FIXTURES_DIR, "cnm_parity", "cnm_expected.pt")
 TOL = 1e-5
 
 

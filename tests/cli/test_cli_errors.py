@@ -17,8 +17,7 @@ import torch
 
 from mmn.utils.errors import MMNError, one_line_message, run_cli
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-PARITY_DIR = os.path.join(REPO_ROOT, "tests", "fixtures", "parity")
+from helpers.paths import PARITY_DIR, REPO_ROOT
 PARITY_CONFIG = os.path.join(PARITY_DIR, "config.yaml")
 
 
@@ -60,6 +59,7 @@ def log_text(output_dir):
 
 # --------------------------------------------------------------------------------------------- config
 
+@pytest.mark.slow
 @pytest.mark.parametrize("script", ["train_net.py", "test_net.py"])
 def test_config_file_not_found(script, tmp_path):
     missing = str(tmp_path / "nope.yaml")
@@ -67,6 +67,7 @@ def test_config_file_not_found(script, tmp_path):
     assert_one_line_error(run_entry_point([script, "--config-file", missing, *extra]), script, missing)
 
 
+@pytest.mark.slow
 def test_unknown_config_key_then_the_traceback_with_debug(tmp_path):
     args = ["train_net.py", "--config-file", PARITY_CONFIG, "OUTPUT_DIR", str(tmp_path), "SOLVER.MAX_EPOCHS", "3"]
     assert_one_line_error(run_entry_point(args), "train_net.py", "SOLVER.MAX_EPOCHS")
@@ -75,6 +76,7 @@ def test_unknown_config_key_then_the_traceback_with_debug(tmp_path):
         assert "Traceback" in result.stderr and "ConfigError" in result.stderr and "SOLVER.MAX_EPOCHS" in result.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
 def test_cuda_device_without_cuda_names_model_device(tmp_path):
     args = ["test_net.py", "--config-file", PARITY_CONFIG, "--ckpt", "x.pth", "OUTPUT_DIR", str(tmp_path),
@@ -83,6 +85,7 @@ def test_cuda_device_without_cuda_names_model_device(tmp_path):
     assert "CUDA is not available" in line
 
 
+@pytest.mark.slow
 def test_demo_config_file_not_found(tmp_path):
     missing = str(tmp_path / "nope.yaml")
     result = run_entry_point(["-m", "mmn.demo", "--config-file", missing, "--output-dir", str(tmp_path / "demo")])
@@ -91,6 +94,7 @@ def test_demo_config_file_not_found(tmp_path):
 
 # --------------------------------------------------------------------------------------------- checkpoint, data
 
+@pytest.mark.slow
 def test_missing_checkpoint_for_test_net_is_also_in_log_txt(parity_args, tmp_path):
     config, overrides, output_dir = parity_args
     missing = str(tmp_path / "absent.pth")
@@ -99,6 +103,7 @@ def test_missing_checkpoint_for_test_net_is_also_in_log_txt(parity_args, tmp_pat
     assert line in log_text(output_dir)
 
 
+@pytest.mark.slow
 def test_malformed_annotation_json_for_train_net_is_also_in_log_txt(parity_args, tmp_path):
     config, overrides, output_dir = parity_args
     data_root = tmp_path / "dataset"

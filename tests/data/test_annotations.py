@@ -11,7 +11,7 @@ import pytest
 
 from mmn.data.annotations import load_annotations
 
-DATASET_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "dataset")
+from helpers.paths import DATASET_DIR
 
 # name: (file, format, train-split query count or None, dropped, clamped)
 CASES = {
