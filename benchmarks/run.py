@@ -120,6 +120,7 @@ def _feat_key(name):
 
 
 def _load_cfg(spec, extra=()):
+    import mmn.modeling  # noqa: F401  (declares the models' config nodes, which a full config needs)
     from mmn.config import load_config
 
     # one shard per process: the timed batches are REF's sizes, not the official configs' NUM_SHARDS split
@@ -542,6 +543,7 @@ def prepare_dataset(name, workdir, mode):
     import h5py
     import numpy as np
 
+    import mmn.modeling  # noqa: F401  (declares the models' config nodes, which a full config needs)
     from mmn.config import load_config
 
     cfg = load_config(os.path.join(REPO, CONFIG_FILES[name]))

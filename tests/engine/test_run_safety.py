@@ -17,7 +17,7 @@ from mmn.modeling import build_model
 from mmn.engine import argument_parser, parse_args
 from mmn.utils.checkpoint import load_model_weights
 
-from helpers.paths import PARITY_DIR as PARITY, REPO_ROOT as ROOT
+from helpers.paths import PARITY_DIR as PARITY
 PARITY_DATA = os.path.join(PARITY, "dataset", "Charades_STA")
 CPU = torch.device("cpu")
 

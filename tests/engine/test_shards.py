@@ -9,7 +9,7 @@ import torch
 
 from helpers.launcher import run_script
 
-from helpers.paths import HELPERS_DIR, PARITY_DIR as PARITY, REPO_ROOT as ROOT
+from helpers.paths import HELPERS_DIR, PARITY_DIR as PARITY
 
 HELPER = os.path.join(HELPERS_DIR, "shard_run.py")
 TOL = 1e-5
