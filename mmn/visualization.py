@@ -26,16 +26,16 @@ def _cell_of(moment, duration, num_clips):
     return i, j
 
 
-def plot_score_map(score2d, duration, path, gt=None, top=None, title=None, size=(5.0, 4.5), dpi=100):
+def plot_score_map(score_map, duration, path, gt=None, top=None, title=None, size=(5.0, 4.5), dpi=100):
     """Heat map of an N x N score map (rows: start clip, columns: end clip); ground truth as a square,
     top moments numbered by rank. Writes a PNG of ``size`` inches at ``dpi``."""
     plt = _pyplot()
-    score2d = score2d.detach().float().cpu().numpy() if hasattr(score2d, "detach") else score2d
-    n = score2d.shape[0]
+    score_map = score_map.detach().float().cpu().numpy() if hasattr(score_map, "detach") else score_map
+    n = score_map.shape[0]
     fig, ax = plt.subplots(figsize=size, dpi=dpi)
     import numpy as np
 
-    image = ax.imshow(np.ma.masked_where(score2d == 0, score2d), origin="upper", cmap="viridis",
+    image = ax.imshow(np.ma.masked_where(score_map == 0, score_map), origin="upper", cmap="viridis",
                       interpolation="nearest")  # invalid cells (score 0) stay blank
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="score")
     if gt is not None:

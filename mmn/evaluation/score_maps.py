@@ -19,10 +19,10 @@ def queries_per_chunk(cells_per_query):
     return max(1, CHUNK_CELLS // max(cells_per_query, 1))
 
 
-def score_map_top_moments(score2d, durations, nms_thresh, k=5, chunk=None, prefix=32):
+def score_map_top_moments(score_maps, durations, nms_thresh, k=5, chunk=None, prefix=32):
     """First ``k`` moments kept by greedy NMS of each query's score map.
 
-    score2d: Q x N x N fused scores (candidates are the non-zero cells, as officially);
+    score_maps: Q x N x N fused scores (candidates are the non-zero cells, as officially);
     durations: Q seconds. Returns (moments Q x k x 2 seconds, scores Q x k); rows with fewer than
     k surviving moments are padded with NaN moments and -inf scores.
 
@@ -33,14 +33,14 @@ def score_map_top_moments(score2d, durations, nms_thresh, k=5, chunk=None, prefi
     looked at, and only a prefix of each query's sorted candidates: the first ``prefix`` by score,
     then 4x more for the queries that have not found ``k`` moments in it, up to all of them.
     """
-    q, n, _ = score2d.shape
+    q, n, _ = score_maps.shape
     if chunk is None:
         chunk = queries_per_chunk(n * n)
     if q > chunk:
-        parts = [score_map_top_moments(score2d[s:s + chunk], durations[s:s + chunk], nms_thresh, k, chunk, prefix)
+        parts = [score_map_top_moments(score_maps[s:s + chunk], durations[s:s + chunk], nms_thresh, k, chunk, prefix)
                  for s in range(0, q, chunk)]
         return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
-    scores = score2d.reshape(q, n * n)
+    scores = score_maps.reshape(q, n * n)
     valid = scores != 0
     cells = valid.any(dim=0).nonzero().squeeze(1)  # cells that are a candidate of some query, row-major
     scores, valid = scores.index_select(1, cells), valid.index_select(1, cells)  # Q x K

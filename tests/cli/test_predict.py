@@ -110,7 +110,7 @@ def test_installed_console_script_exits_0_and_prints_only_the_table(trained, tmp
     assert proc.returncode == 0, proc.stderr[-2000:]
     lines = proc.stdout.strip().splitlines()
     assert lines[0].startswith("+") and lines[-1].startswith("+") and all(l[0] in "+|" for l in lines)
-    assert "Prediction(" not in proc.stdout + proc.stderr and "score2d" not in proc.stdout + proc.stderr
+    assert "Prediction(" not in proc.stdout + proc.stderr and "score_map" not in proc.stdout + proc.stderr
     assert json.loads(out.read_text())["queries"][0]["sentence"] == q["sentence"]
     # a bad input: one line, status 2
     proc = subprocess.run([script, "--ckpt", trained["ckpt"], "--features", str(tmp_path / "none.npy"),

@@ -211,7 +211,7 @@ def test_test_net_and_predictor_need_only_the_checkpoint(catalog, tmp_path, caps
     assert isinstance(predictor.model, ToyRegressor)
     features = torch.randn(9, FEAT_DIM)
     (prediction,) = predictor.predict(features, 30.0, ["a person walks in."], topk=5)
-    assert len(prediction.moments) == 1 and prediction.score2d is None
+    assert len(prediction.moments) == 1 and prediction.score_map is None
     assert 0 <= prediction.moments[0].start <= prediction.moments[0].end <= 30.0
 
 
