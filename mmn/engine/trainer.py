@@ -43,6 +43,11 @@ def run_step(model, batch, optimizer, epoch=1, amp=False):
     DDP; every gradient clipped to the model's ``max_grad_norm``; the optimizer's step. Then the trainable
     flags are restored and ``after_step`` runs. Returns the losses as floats (means over inputs; "loss" is
     the sum of the phases' back-propagated losses).
+
+    A forward shared by several phases (``new_forward`` False) runs with the union of their trainable groups
+    and each phase back-propagates into its own group only; its graph must not pass through parameters an
+    earlier phase has stepped (torch then refuses the backward), and DDP's reducer takes one backward per
+    forward, so such phases need ``wrap_in_ddp`` False.
     """
     module = unwrap_model(model)
     inputs = module.training_inputs(batch)
@@ -50,18 +55,40 @@ def run_step(model, batch, optimizer, epoch=1, amp=False):
     params = list(module.parameters())
     trainable = [p.requires_grad for p in params]
     groups = module.parameter_groups() if any(phase.trainable is not None for phase in phases) else {}
+    shared = any(not phase.new_forward for phase in phases[1:])
+    if shared and isinstance(model, DDP):
+        raise ValueError(f"{type(module).__name__}: update phases that share a forward need wrap_in_ddp = False")
     average_here = comm.get_world_size() > 1 and not isinstance(model, DDP)
     device = model_device(module)
     logs, total, outputs = {}, 0.0, None
+
+    def group_ids(names):
+        """The parameters left trainable for the phases ``names`` (None: all, as they are)."""
+        if any(name is None for name in names):
+            return None
+        return {id(p) for name in names for p in groups[name]}
+
     try:
         for index, phase in enumerate(phases):
-            if phase.trainable is not None:
-                keep = {id(p) for p in groups[phase.trainable]}
-                for p, was in zip(params, trainable):
-                    p.requires_grad_(was and id(p) in keep)
+            new_forward = index == 0 or phase.new_forward
+            # the phases that back-propagate this forward: this one and the following ones that reuse it
+            sharing = [phase]
+            for later in phases[index + 1:] if new_forward else ():
+                if later.new_forward:
+                    break
+                sharing.append(later)
+            if new_forward:
+                keep = group_ids([ph.trainable for ph in sharing])
+                if keep is not None or len(sharing) > 1:
+                    for p, was in zip(params, trainable):
+                        p.requires_grad_(was and (keep is None or id(p) in keep))
+            own = group_ids([phase.trainable])
+            # a forward shared by several phases: each back-propagates into its own group only
+            backward_inputs = None
+            if shared and own is not None:
+                backward_inputs = [p for p in params if id(p) in own and p.requires_grad]
             phase_optimizer = optimizer if phase.optimizer is None else optimizer[phase.optimizer]
             phase_optimizer.zero_grad(set_to_none=True)
-            new_forward = index == 0 or phase.new_forward
             retain = index + 1 < len(phases) and not phases[index + 1].new_forward
             kwargs = {"epoch": epoch} if phase.name is None else {"epoch": epoch, "phase": phase.name}
             if new_forward:
@@ -74,7 +101,7 @@ def run_step(model, batch, optimizer, epoch=1, amp=False):
                     if new_forward:
                         with autocast(amp, device):
                             outputs[k] = model(item, **kwargs)
-                    (outputs[k][phase.loss] / len(inputs)).backward(retain_graph=retain)
+                    (outputs[k][phase.loss] / len(inputs)).backward(retain_graph=retain, inputs=backward_inputs)
                 if new_forward and len(inputs) > 1:
                     first_shard_stats = keep_first_shard_stats(module, first_shard_stats)
                 for key, value in outputs[k].items():
