@@ -6,14 +6,14 @@
 A bad config, annotation, feature file or checkpoint is reported in one line (exit status 2);
 ``--debug`` (or MMN_DEBUG=1) shows its traceback.
 """
-from mmn.engine.launch import argument_parser, parse_args, setup, test
+from mmn.engine import argument_parser, evaluate_checkpoint, parse_args, setup
 from mmn.utils.errors import run_cli
 
 
 def main(argv=None):
     args = parse_args(argument_parser("Evaluate a temporal grounding checkpoint", need_ckpt=True), argv)
     cfg, device = setup(args.config_file, args.opts, checkpoint=args.ckpt)
-    test(cfg, device, args.ckpt, args.out, vis=args.vis)
+    evaluate_checkpoint(cfg, device, args.ckpt, args.out, vis=args.vis)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@
 A bad config, annotation, feature file or checkpoint is reported in one line (exit status 2);
 ``--debug`` (or MMN_DEBUG=1) shows its traceback.
 """
-from mmn.engine.launch import argument_parser, parse_args, setup, train
+from mmn.engine import argument_parser, parse_args, setup, train
 from mmn.utils.errors import run_cli
 
 

@@ -123,6 +123,7 @@ def _feat_key(name):
 
 
 def _load_cfg(spec, extra=()):
+    import mmn.modeling  # noqa: F401  (declares the models' config nodes, which a full config needs)
     from mmn.config import load_config
 
     # one shard per process: the timed batches are REF's sizes, not the official configs' NUM_SHARDS split
@@ -145,7 +146,7 @@ def worker_eval(spec):
     from benchmarks.official_baseline import IOU_METRICS
     from mmn.data.annotations import load_annotations
     from mmn.data.catalog import builtin_entries
-    from mmn.evaluation import evaluate_predictions
+    from mmn.modeling.mmn.ranking import evaluate_predictions
     from mmn.evaluation.reference import official_evaluate
     from mmn.structures.moment_map import sparse_moment_cells
 
@@ -232,8 +233,8 @@ def worker_data(spec):
 
     from benchmarks.official_baseline import OfficialStyleDataset, official_collate
     from mmn.data import make_data_loader
-    from mmn.modeling.mmn.dataset import MMNDataset
-    from mmn.data.tokenization import load_tokenizer
+    from mmn.modeling.mmn.data import MMNDataset
+    from mmn.modeling.mmn.tokenization import load_tokenizer
 
     cfg = _load_cfg(spec)
     name, impl = spec["dataset"], spec["impl"]
@@ -347,10 +348,10 @@ def _time_train_steps(cfg, model, batch, spec, label):
     """Forward / backward / clip + AdamW step on one fixed batch; medians after the warm-up steps."""
     import torch
 
-    from mmn.solver import make_optimizer
+    from mmn.modeling.mmn.optim import build_mmn_optimizer
 
     model.set_epoch(1)  # epoch 1 <= FREEZE_BERT: BERT frozen, as in the reference measurement
-    optimizer = make_optimizer(cfg, model)
+    optimizer, _ = build_mmn_optimizer(cfg, model)
     model.train()
     gc.collect()
     reset_peak_rss()
@@ -385,8 +386,8 @@ def worker_train(spec):
     from benchmarks.official_baseline import IOU_METRICS
     from mmn.data import make_data_loader
     from mmn.evaluation.reference import official_evaluate
-    from mmn.modeling.mmn.batch import MMNCollator
-    from mmn.modeling.mmn.dataset import MMNDataset
+    from mmn.modeling.mmn.data import MMNCollator
+    from mmn.modeling.mmn.data import MMNDataset
     from mmn.modeling import build_model
 
     name = spec["dataset"]
@@ -552,6 +553,7 @@ def prepare_dataset(name, workdir, mode):
     import h5py
     import numpy as np
 
+    import mmn.modeling  # noqa: F401  (declares the models' config nodes, which a full config needs)
     from mmn.config import load_config
 
     cfg = load_config(os.path.join(REPO, CONFIG_FILES[name]))

@@ -40,7 +40,7 @@ class Moment:
 class Prediction:
     sentence: str
     moments: list          # [Moment], best first
-    score2d: torch.Tensor  # N x N fused score map (zero outside the valid cells); None for models without one
+    score_map: torch.Tensor  # N x N score map of a map-based model (zero outside its cells); None for other models
 
 
 class Predictor:
@@ -61,11 +61,6 @@ class Predictor:
         model = build_model(cfg)
         load_model_weights(model, ckpt)
         return cls(cfg, model, torch.device(device) if device else resolve_device(cfg))
-
-    @classmethod
-    def from_files(cls, config_file, ckpt, opts=(), device=None):
-        """Build from a YAML config and a checkpoint (ours or official)."""
-        return cls.from_checkpoint(ckpt, config_file, opts, device)
 
     @property
     def feature_dim(self):
@@ -171,8 +166,8 @@ class Predictor:
             kept = torch.isfinite(ranked.scores[q])
             moments = [Moment(float(a), float(b), float(c))
                        for (a, b), c in zip(ranked.moments[q][kept].tolist(), ranked.scores[q][kept].tolist())]
-            score2d = ranked.score_maps[q] if ranked.score_maps is not None else None
-            results.append(Prediction(sentence, moments, score2d))
+            score_map = ranked.score_maps[q] if ranked.score_maps is not None else None
+            results.append(Prediction(sentence, moments, score_map))
         return results
 
 

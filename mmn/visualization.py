@@ -1,10 +1,15 @@
 """Plots (matplotlib, Agg backend): a query's 2D moment score map, a timeline, a saliency curve, training
-curves. The plots on a time axis return a ``PlotLayout`` (where that axis and the moment bars lie in the
-PNG), so that a page can turn a click on the image into a time."""
+curves, and the plots of a dataset's first queries (test_net.py --vis). The plots on a time axis return a
+``PlotLayout`` (where that axis and the moment bars lie in the PNG), so that a page can turn a click on the
+image into a time."""
 import json
+import logging
+import os
 from dataclasses import dataclass, field
 
 from .utils.checkpoint import atomic_write
+
+logger = logging.getLogger("mmn")
 
 
 @dataclass
@@ -63,16 +68,16 @@ def _cell_of(moment, duration, num_clips):
     return i, j
 
 
-def plot_score_map(score2d, duration, path, gt=None, top=None, title=None, size=(5.0, 4.5), dpi=100):
+def plot_score_map(score_map, duration, path, gt=None, top=None, title=None, size=(5.0, 4.5), dpi=100):
     """Heat map of an N x N score map (rows: start clip, columns: end clip); ground truth as a square,
     top moments numbered by rank. Writes a PNG of ``size`` inches at ``dpi``."""
     plt = _pyplot()
-    score2d = score2d.detach().float().cpu().numpy() if hasattr(score2d, "detach") else score2d
-    n = score2d.shape[0]
+    score_map = score_map.detach().float().cpu().numpy() if hasattr(score_map, "detach") else score_map
+    n = score_map.shape[0]
     fig, ax = plt.subplots(figsize=size, dpi=dpi)
     import numpy as np
 
-    image = ax.imshow(np.ma.masked_where(score2d == 0, score2d), origin="upper", cmap="viridis",
+    image = ax.imshow(np.ma.masked_where(score_map == 0, score_map), origin="upper", cmap="viridis",
                       interpolation="nearest")  # invalid cells (score 0) stay blank
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="score")
     if gt is not None:
@@ -192,3 +197,25 @@ def _save(fig, path, plt):
         atomic_write(path, "wb", lambda f: fig.savefig(f, format="png"))
     finally:
         plt.close(fig)
+
+
+def plot_queries(dataset, moments, scores, score_maps, count, out_dir):
+    """A timeline PNG of the first ``count`` queries of ``dataset`` (ground truth vs ranked moments) and,
+    for models that score a moment map, the map; returns the paths."""
+    import torch
+
+    count = min(count, dataset.num_queries)
+    durations, gts, sentences = dataset.query_durations(), dataset.query_moments(), dataset.query_sentences()
+    paths = []
+    for q in range(count):
+        kept = torch.isfinite(scores[q])
+        top = torch.cat([moments[q][kept].double(), scores[q][kept, None].double()], dim=1).tolist()
+        gt, duration, title = gts[q].tolist(), float(durations[q]), sentences[q]
+        stem = os.path.join(out_dir, f"query_{q:05d}")
+        if q in score_maps:
+            plot_score_map(score_maps[q], duration, stem + "_map.png", gt=gt, top=top, title=title)
+            paths.append(stem + "_map.png")
+        plot_timeline(duration, stem + "_timeline.png", gt=gt, top=top, title=title)
+        paths.append(stem + "_timeline.png")
+    logger.info("wrote %d plots to %s", len(paths), out_dir)
+    return paths

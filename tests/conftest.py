@@ -5,11 +5,14 @@ the ``module.text_encoder.bert.*`` tensors of ``checkpoint_init.pth``, so a ``fr
 is made once per session from the three small config/vocab files plus those tensors.
 """
 import json
+import logging
 import os
 import shutil
 
 import pytest
 import torch
+
+import mmn.modeling  # noqa: F401  (declares every model's config node: the tests build full configs)
 
 TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
 PARITY_DIR = os.path.join(TESTS_DIR, "fixtures", "parity")
@@ -71,3 +74,13 @@ def dropout_text_encoder(parity_text_encoder_dir, tmp_path_factory):
     with open(os.path.join(target, "config.json"), "w") as f:
         json.dump(config, f)
     return target
+
+
+@pytest.fixture(autouse=True)
+def mmn_logs_reach_caplog():
+    """Each test starts with the "mmn" logger propagating, so that caplog sees its records whatever ran before
+    (``setup_logger``, run by the engine, the demo and the entry points, stops the propagation)."""
+    logger = logging.getLogger("mmn")
+    saved, logger.propagate = logger.propagate, True
+    yield
+    logger.propagate = saved

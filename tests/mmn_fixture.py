@@ -63,7 +63,7 @@ class MmnFixture:
         return torch.load(self.expected_path, map_location="cpu", weights_only=True)
 
     def datasets(self, cfg):
-        from mmn.data import build_dataset
+        from mmn.modeling import build_dataset
 
         return {"train": build_dataset(cfg, cfg.DATASETS.TRAIN[0]), "test": build_dataset(cfg, cfg.DATASETS.TEST[0])}
 
@@ -84,7 +84,7 @@ def iou_thresholds(cfg):
 
 def evaluation_record(cfg, dataset, contrastive, iou):
     """Top-5 moments per query and the recall table (with Best_R1 / Best_R5) of per-query score maps."""
-    from mmn.evaluation import evaluate_predictions
+    from mmn.modeling.mmn.ranking import evaluate_predictions
 
     thresholds = iou_thresholds(cfg)
     durations = torch.from_numpy(dataset.durations)[dataset.query_video_index()]
@@ -99,10 +99,11 @@ def evaluation_record(cfg, dataset, contrastive, iou):
 def replay(fx, cfg, steps, official_scores=None):
     """Our run of the fixture: per-video data, the starting model's evaluation of the whole test split as one
     batch, then the recorded training steps (``steps``: epoch and video indices of each) with our optimiser,
-    schedule, frozen-BERT epochs and train_step; the weights after each epoch. ``official_scores``:
+    schedule, frozen-BERT epochs and the engine's run_step; the weights after each epoch. ``official_scores``:
     (contrastive list, iou list) also evaluated by our evaluation alone. Returns the record in the form of
     expected.pt (plus ``eval_of_official_scores`` and per-step ``bias_grad``)."""
-    from mmn.modeling.mmn.batch import MMNCollator
+    from mmn.engine import run_step
+    from mmn.modeling.mmn.data import MMNCollator
 
     datasets = fx.datasets(cfg)
     collate = MMNCollator(datasets["train"].pad_token_id)
@@ -151,14 +152,14 @@ def replay(fx, cfg, steps, official_scores=None):
             epoch = step["epoch"]
         model.set_epoch(epoch)
         b = collate([datasets["train"][i] for i in step["video_indices"]])
-        probe = copy.deepcopy(model)  # the gradients before clipping, from a copy (train_step reports losses)
+        probe = copy.deepcopy(model)  # the gradients before clipping, from a copy (run_step reports losses)
         probe(b, epoch=epoch)["loss"].backward()
         bias_grad = max(p.grad.abs().max().item() for n, p in probe.named_parameters()
                         if is_noise_key(n, num_layers) and p.grad is not None)
         grad_norm = torch.nn.utils.clip_grad_norm_([p for p in probe.parameters() if p.grad is not None],
                                                    float("inf")).item()
         lrs = [g["lr"] for g in optimizer.param_groups]
-        losses = model.train_step(b, optimizer, epoch)
+        losses = run_step(model, b, optimizer, epoch)
         out_steps.append({"epoch": epoch, "video_indices": list(step["video_indices"]), "grad_norm": grad_norm,
                           "lr": lrs, "bias_grad": bias_grad, **{key: losses[key] for key in
                                                                 ("loss", "loss_iou", "loss_vid", "loss_sent")}})

@@ -29,6 +29,7 @@ import types
 import torch
 
 from mmn.config import get_default_config
+from mmn.engine import run_step
 from official_configs import load_table, merge_2dtan, parse_official_yaml, rule_for, set_value, unflatten
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -317,7 +318,7 @@ def replay(fx, batches, orders, cfg=None):
         if t == 1:
             record["grads_step1"] = {n: p.grad.clone() for n, p in probe.named_parameters()}
         lr = [g["lr"] for g in optimizer.param_groups]
-        result = model.train_step(b, optimizer, 1)
+        result = run_step(model, b, optimizer, 1)
         evals = []
         if interval > 0 and t % interval == 0:
             if fx.eval_train:

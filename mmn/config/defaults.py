@@ -1,8 +1,9 @@
-"""Default configuration.
+"""Default configuration of the keys every model shares.
 
 Key names are those of the official MMN release, so its YAML files load unchanged. Keys that the
-official code does not have are marked "(mmn)". The framework's keys and MMN's (the official base) live
-here; every other model declares its ``MODEL.<NAME>`` node in its own folder (``register_model_config``).
+official code does not have are marked "(mmn)". Every model declares its own ``MODEL.<NAME>`` node (and
+any key outside it that only it reads) in its own folder (``register_model_config``); this module
+imports no model, so a full config needs the models imported first (``import mmn.modeling``).
 """
 from yacs.config import CfgNode as CN
 
@@ -10,7 +11,7 @@ _C = CN()
 
 _C.MODEL = CN()
 _C.MODEL.DEVICE = "auto"  # (mmn) "auto": CUDA when available, else CPU; or any torch device string
-_C.MODEL.ARCHITECTURE = "MMN"
+_C.MODEL.ARCHITECTURE = "MMN"  # the official default; any name registered in the model registry
 _C.MODEL.WEIGHT = ""
 # (mmn) speed options; the defaults are the official behaviour
 _C.MODEL.AMP = False             # bf16 autocast for forward passes (losses stay fp32); meant for CUDA
@@ -21,7 +22,6 @@ _C.MODEL.COMPILE = False         # torch.compile the model in place (parameter n
 _C.MODEL.SYNC_BN = False
 
 _C.INPUT = CN()
-_C.INPUT.NUM_PRE_CLIPS = 256
 # (mmn) the extractor of the clip features when they come from video files (mmn-extract), recorded in the
 # config of every checkpoint so that mmn-predict --video extracts exactly as the training features were;
 # ENCODER "" means features made elsewhere (the benchmarks' VGG / C3D / I3D), which no video can reproduce
@@ -44,55 +44,6 @@ _C.DATASETS.CATALOG_FILE = ""
 
 _C.DATALOADER = CN()
 _C.DATALOADER.NUM_WORKERS = 4
-_C.DATALOADER.SIZE_DIVISIBILITY = 0
-# (mmn) opt-in: a folder for .npy files (memory-mapped) of features already L2-normalised and resampled to
-# NUM_PRE_CLIPS, built once (rank 0) and reused while the source file is unchanged; "" reads the raw features
-_C.DATALOADER.FEATURE_CACHE_DIR = ""
-
-_C.MODEL.MMN = CN()
-_C.MODEL.MMN.NUM_CLIPS = 128
-_C.MODEL.MMN.JOINT_SPACE_SIZE = 256
-
-_C.MODEL.MMN.FEATPOOL = CN()
-_C.MODEL.MMN.FEATPOOL.INPUT_SIZE = 4096
-_C.MODEL.MMN.FEATPOOL.HIDDEN_SIZE = 512
-_C.MODEL.MMN.FEATPOOL.KERNEL_SIZE = 2
-
-_C.MODEL.MMN.FEAT2D = CN()
-_C.MODEL.MMN.FEAT2D.NAME = "pool"
-_C.MODEL.MMN.FEAT2D.POOLING_COUNTS = [15, 8, 8, 8]
-
-_C.MODEL.MMN.TEXT_ENCODER = CN()
-_C.MODEL.MMN.TEXT_ENCODER.NAME = "BERT"
-# (mmn) Hugging Face name or local directory given to from_pretrained (model and tokenizer)
-_C.MODEL.MMN.TEXT_ENCODER.PRETRAINED = "distilbert-base-uncased"
-
-_C.MODEL.MMN.PREDICTOR = CN()
-_C.MODEL.MMN.PREDICTOR.HIDDEN_SIZE = 512
-_C.MODEL.MMN.PREDICTOR.KERNEL_SIZE = 5
-_C.MODEL.MMN.PREDICTOR.NUM_STACK_LAYERS = 8
-# (mmn) compute the proposal convs only over row bands that cover the cells with a non-zero mask
-# weight; the other cells hold the conv bias exactly as in the dense convs (same math, fewer FLOPs).
-# -1 = band height chosen per layer, N = bands of N rows, 0 = dense convs as in the official code.
-_C.MODEL.MMN.PREDICTOR.TILE_ROWS = -1
-
-_C.MODEL.MMN.LOSS = CN()
-_C.MODEL.MMN.LOSS.MIN_IOU = 0.3
-_C.MODEL.MMN.LOSS.MAX_IOU = 0.7
-_C.MODEL.MMN.LOSS.BCE_WEIGHT = 1
-_C.MODEL.MMN.LOSS.NUM_POSTIVE_VIDEO_PROPOSAL = 1
-_C.MODEL.MMN.LOSS.NEGATIVE_VIDEO_IOU = 0.5
-_C.MODEL.MMN.LOSS.SENT_REMOVAL_IOU = 0.5
-_C.MODEL.MMN.LOSS.PAIRWISE_SENT_WEIGHT = 0.0  # read by the official configs, unused by its code
-_C.MODEL.MMN.LOSS.CONTRASTIVE_WEIGHT = 0.05
-_C.MODEL.MMN.LOSS.TAU_VIDEO = 0.2
-_C.MODEL.MMN.LOSS.TAU_SENT = 0.2
-_C.MODEL.MMN.LOSS.MARGIN = 0.2
-# (mmn) the losses over the whole global batch: the contrastive negatives come from every shard and process
-# (gathered with their gradients), the means are over all its sentences; BatchNorm stays per shard unless
-# MODEL.SYNC_BN. False: each shard's own losses (official)
-_C.MODEL.MMN.LOSS.GLOBAL_NEGATIVES = False
-
 
 _C.SOLVER = CN()
 _C.SOLVER.MAX_EPOCH = 12
@@ -107,19 +58,16 @@ _C.SOLVER.BATCH_SIZE = 32  # global batch (videos), split across processes
 _C.SOLVER.NUM_SHARDS = 0
 _C.SOLVER.MILESTONES = (8, 11)
 _C.SOLVER.RESUME = False
-_C.SOLVER.RESUME_EPOCH = 1
-_C.SOLVER.FREEZE_BERT = 4
-_C.SOLVER.ONLY_IOU = 7
+_C.SOLVER.RESUME_EPOCH = 1  # read by the official configs, unused by its code (SOLVER.RESUME / --resume resume)
 _C.SOLVER.SKIP_TEST = 0
-_C.SOLVER.MAX_GRAD_NORM = 5.0  # (mmn) the official code hard-codes 5
+_C.SOLVER.MAX_GRAD_NORM = 5.0  # (mmn) the official code hard-codes 5; <= 0: no clipping
 
 _C.TEST = CN()
 _C.TEST.BATCH_SIZE = 64
 _C.TEST.NMS_THRESH = 0.5
-_C.TEST.CONTRASTIVE_SCORE_POW = 0.5
 # (mmn) the recall table: R@n for n in RECALLS (ranks above the moments a model returns are left out) at the IoU
 # thresholds of the test split's catalog entry, or IOU_THRESHOLDS when given; STRICT_IOU: a hit needs IoU > m
-# (2D-TAN's eval.py) instead of >= m (MMN's)
+# (as some official evaluations count) instead of >= m
 _C.TEST.RECALLS = (1, 5)
 _C.TEST.IOU_THRESHOLDS = ()
 _C.TEST.STRICT_IOU = False
@@ -132,22 +80,60 @@ _C.OUTPUT_DIR = "."
 _C.SEED = 25285  # (mmn) seeds Python, numpy, torch and every loader worker
 
 
-# MODEL.<NAME> nodes that models declare in their own folders (register_model_config)
+# what models declare in their own folders (register_model_config): MODEL.<NAME> nodes, and the keys
+# outside them that only one model reads ("SECTION.KEY" -> (model, default))
 _MODEL_NODES = {}
+_MODEL_KEYS = {}
 
 
-def register_model_config(name, node):
-    """Declare a model's own config node ``MODEL.<name>`` (called by the model's package when imported)."""
+def register_model_config(name, node, keys=None):
+    """Declare model ``name``'s config (called by the model's package when imported): its node ``MODEL.<name>``
+    and ``keys``, {"SECTION.KEY": default} of keys outside that node that only this model reads, at the
+    place its official release spells them (e.g. ``INPUT.NUM_PRE_CLIPS``), so that the release's YAML
+    files load unchanged. A key that the shared defaults or another model already declare otherwise is an
+    error."""
     if name in _C.MODEL or (name in _MODEL_NODES and _MODEL_NODES[name] is not node):
         raise KeyError(f"config node MODEL.{name} declared twice")
+    for key, value in (keys or {}).items():
+        if _shared_default(key) is not _MISSING:
+            raise KeyError(f"{key} is a shared key of mmn/config/defaults.py; model {name} cannot declare it")
+        owner = _MODEL_KEYS.get(key)
+        if owner is not None and owner != (name, value):
+            raise KeyError(f"{key} declared by models {owner[0]} and {name}")
     _MODEL_NODES[name] = node
+    for key, value in (keys or {}).items():
+        _MODEL_KEYS[key] = (name, value)
+
+
+_MISSING = object()
+
+
+def _shared_default(key):
+    node = _C
+    for part in key.split("."):
+        if not isinstance(node, CN) or part not in node:
+            return _MISSING
+        node = node[part]
+    return node
+
+
+def registered_models():
+    """The names of the models whose config is declared (every registered model's)."""
+    return sorted(_MODEL_NODES)
 
 
 def get_default_config():
-    """A fresh copy of the defaults, with every registered model's node."""
-    from .. import modeling  # noqa: F401  (importing the models declares their nodes)
-
+    """A fresh copy of the defaults, with every declared model's node and keys (import ``mmn.modeling``
+    first: importing a model declares them)."""
     cfg = _C.clone()
     for name, node in _MODEL_NODES.items():
         cfg.MODEL[name] = node.clone()
+    for key, (_, value) in _MODEL_KEYS.items():
+        *path, last = key.split(".")
+        node = cfg
+        for part in path:
+            if part not in node:
+                node[part] = CN()
+            node = node[part]
+        node[last] = value
     return cfg

@@ -1,24 +1,39 @@
-"""Build a frozen config from a YAML file and command-line overrides."""
+"""Build a frozen config from a YAML file and command-line overrides.
+
+The config layer knows no model and no dataset: the checks that need them (the splits against the
+dataset catalog, the model's own rules) are declared by the layers that own them
+(``register_config_check``, done when ``mmn.modeling`` is imported) and run on every config built here.
+"""
 import os
 
 import torch
 
-from ..utils.errors import MMNError
-from .defaults import get_default_config
+from ..utils.errors import ConfigError
+from .defaults import get_default_config, registered_models
+
+# checks of a merged config, in registration order (mmn/data/catalog.py, then mmn/modeling/registry.py)
+_CHECKS = []
 
 
-class ConfigError(MMNError, ValueError):
-    """A config file or override that cannot be applied."""
+def register_config_check(check):
+    """Run ``check(cfg)`` (it may set derived keys, e.g. DATASETS.NAME, and raises ``ConfigError`` naming the
+    keys) on every config ``load_config`` builds. Returns ``check``."""
+    if check not in _CHECKS:
+        _CHECKS.append(check)
+    return check
 
 
 def load_config(config_file=None, opts=(), checkpoint=None):
     """Defaults, merged with the config stored in ``checkpoint`` (a path), then ``config_file``, then ``opts``
     ([KEY, VALUE, ...]); returns a frozen node whose datasets and model geometry have been checked.
 
-    yacs already rejects unknown keys; we re-raise with the file (or "command line") named.
+    yacs already rejects unknown keys; we re-raise with the file (or "command line") named. The models
+    must be imported (``import mmn.modeling``): they declare their config nodes and checks.
     """
     import yaml
 
+    if not registered_models():
+        raise RuntimeError("no model is registered: import mmn.modeling before loading a config")
     cfg = get_default_config()
     if config_file and not os.path.isfile(config_file):
         raise ConfigError(f"{config_file}: config file not found")
@@ -70,13 +85,10 @@ def _merge_checkpoint_config(cfg, path, required):
 
 
 def check_config(cfg):
-    """Checks that need no data: the splits against the dataset catalog (DATASETS.NAME is derived from
-    them), and the model's own rules (``GroundingModel.check_config``). Errors name the keys."""
-    from ..data.catalog import check_dataset_splits
-    from ..modeling import get_model_class
-
-    cfg.DATASETS.NAME = check_dataset_splits(cfg)
-    get_model_class(cfg).check_config(cfg)
+    """The registered checks, which need no data: the splits against the dataset catalog (DATASETS.NAME is
+    derived from them), then the model's own rules (``GroundingModel.check_config``). Errors name the keys."""
+    for check in _CHECKS:
+        check(cfg)
 
 
 def _describe(err):

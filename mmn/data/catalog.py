@@ -32,7 +32,8 @@ import os
 from dataclasses import dataclass
 from typing import Optional, Tuple
 
-from ..config.loading import ConfigError
+from ..config.loading import register_config_check
+from ..utils.errors import ConfigError
 
 SPLIT_SUFFIXES = ("_train", "_val", "_test")
 DEFAULT_IOU_THRESHOLDS = (0.3, 0.5, 0.7)
@@ -211,3 +212,15 @@ def check_dataset_splits(cfg):
         raise ConfigError(f"DATASETS.NAME {given!r} contradicts the splits, which belong to dataset {derived!r} "
                           f"({', '.join(names[derived])}); remove DATASETS.NAME or fix it")
     return derived or given
+
+
+@register_config_check
+def derive_dataset_name(cfg):
+    """The config check of the catalog: DATASETS.NAME set from the splits (``check_dataset_splits``)."""
+    cfg.DATASETS.NAME = check_dataset_splits(cfg)
+
+
+def dataset_entry(cfg, dataset):
+    """The catalog entry ``dataset`` was built from (the dataset dispatch records its split); a dataset made
+    by hand is taken for the config's first test split."""
+    return get_entry(cfg, getattr(dataset, "split", None) or cfg.DATASETS.TEST[0])

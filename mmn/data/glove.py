@@ -1,6 +1,6 @@
 """GloVe word vectors: the text format of the GloVe release and an .npz form (words, vectors[, counts]).
 
-Shared by the models that read GloVe (CNM, 2D-TAN).
+Shared by the models that read GloVe.
 """
 import numpy as np
 

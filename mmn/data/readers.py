@@ -26,7 +26,7 @@ import zipfile
 import numpy as np
 import torch
 
-from ..config.loading import ConfigError
+from ..utils.errors import ConfigError
 from .features import FeatureError, HDF5FeatureReader
 
 L2_EPS = 1e-5

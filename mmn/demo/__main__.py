@@ -13,9 +13,8 @@ import torch
 from terminaltables import AsciiTable
 
 from ..config import load_config, resolve_device
-from ..data import build_dataset
-from ..engine import launch
-from ..modeling import get_model_class
+from .. import engine
+from ..modeling import build_dataset, get_model_class
 from ..utils.logger import setup_logger
 from ..utils.seed import seed_everything
 from . import dataset_baseline_tables, resolve_offline_text_encoder, write_synthetic_charades
@@ -65,7 +64,7 @@ def main(argv=None):
     config_file, text_resources = DEMO_MODELS[args.model]
     cfg = load_config(args.config_file or config_file,
                       ["DATASETS.ROOT", data_dir, "OUTPUT_DIR", output_dir, *text_resources(), *args.opts])
-    launch.check_output_dir(cfg.OUTPUT_DIR, overwrite=args.overwrite, resumable=False)  # before anything is written there
+    engine.check_output_dir(cfg.OUTPUT_DIR, overwrite=args.overwrite, resumable=False)  # before anything is written there
     feat_dim = get_model_class(cfg).feature_dim(cfg)[0]
     setup_logger(cfg.OUTPUT_DIR)
     seed_everything(cfg.SEED)
@@ -73,9 +72,9 @@ def main(argv=None):
                              feat_dim=feat_dim, seed=cfg.SEED)
     device = resolve_device(cfg)
 
-    launch.train(cfg, device, overwrite=args.overwrite)
+    engine.train(cfg, device, overwrite=args.overwrite)
     last = os.path.join(cfg.OUTPUT_DIR, f"model_{cfg.SOLVER.MAX_EPOCH}e.pth")
-    metrics = launch.test(cfg, device, last, vis=2)
+    metrics = engine.evaluate_checkpoint(cfg, device, last, vis=2)
     baselines = dataset_baseline_tables(cfg, build_dataset(cfg, cfg.DATASETS.TRAIN[0]),
                                         build_dataset(cfg, cfg.DATASETS.TEST[0]),
                                         num_clips=BASELINE_GRID[0], pooling_counts=BASELINE_GRID[1],

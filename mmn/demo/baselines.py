@@ -8,7 +8,7 @@ Everything is vectorised over queries; the only Python loops are over the k rank
 """
 import torch
 
-from ..data.build import dataset_entry
+from ..data.catalog import dataset_entry
 from ..evaluation import metric_spec, recall_table
 from ..structures.moment_map import sparse_moment_cells
 from ..structures import segment_iou
@@ -97,7 +97,7 @@ def baseline_tables(train_moments, train_durations, test_moments, test_durations
     """Recall tables of both baselines on the test split: ``{"random": metrics, "prior": metrics}``.
 
     ``*_moments``: (Q, 2) seconds (float32, per query), ``*_durations``: (Q,) seconds (per query);
-    ``num_clips``/``pooling_counts``: the candidate grid (MODEL.MMN.NUM_CLIPS, FEAT2D.POOLING_COUNTS).
+    ``num_clips``/``pooling_counts``: the candidate grid (N and the pooling counts of a sparse moment map).
     Thresholds default to Charades-STA's, recall ranks to R@1 and R@5. The prior is fitted separately
     at each IoU threshold (the best fixed moments for that threshold: the strongest prior); its mIoU
     is that of the fit at the lowest threshold.
@@ -122,15 +122,14 @@ def per_query(dataset):
     return dataset.query_moments(), dataset.query_durations()
 
 
-def dataset_baseline_tables(cfg, train_dataset, test_dataset, seed=None, num_clips=None, pooling_counts=None,
-                            num_moments=None):
+def dataset_baseline_tables(cfg, train_dataset, test_dataset, num_clips, pooling_counts, seed=None, num_moments=None):
     """``baseline_tables`` for two datasets with the metrics the config's model reports (thresholds and
-    ranks of ``metric_spec``, for a model that returns ``num_moments`` per query); the grid defaults to
-    the config's MMN grid; seed to cfg.SEED."""
+    ranks of ``metric_spec``, for a model that returns ``num_moments`` per query), on the candidate grid
+    (``num_clips``, ``pooling_counts``); seed defaults to cfg.SEED."""
     thresholds, recalls, strict = metric_spec(cfg, dataset_entry(cfg, test_dataset), num_moments=num_moments)
     train_moments, train_durations = per_query(train_dataset)
     test_moments, test_durations = per_query(test_dataset)
     return baseline_tables(train_moments, train_durations, test_moments, test_durations,
-                           num_clips or cfg.MODEL.MMN.NUM_CLIPS, pooling_counts or cfg.MODEL.MMN.FEAT2D.POOLING_COUNTS,
+                           num_clips, pooling_counts,
                            seed=cfg.SEED if seed is None else seed, iou_thresholds=thresholds, recalls=recalls,
                            strict=strict)

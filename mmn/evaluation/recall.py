@@ -1,12 +1,5 @@
-"""Score fusion, NMS and R@n IoU@m, batched over all queries in torch.
-
-Greedy NMS only ever needs the first ``k`` kept moments for R@k; the k-th kept moment is the best
-candidate not suppressed by the k-1 kept before it. So instead of the official per-query Python
-loop over every candidate, we run k vectorised rounds over all queries at once. The kept moments
-and their order are those of the official algorithm whenever no two candidates in the prefix it reads
-have exactly equal fused scores (fp32): with an exact tie the official order comes from numpy's
-unstable argsort, ours is the stable row-major order (a documented difference, see the README).
-"""
+"""The recall table: R@n IoU@m of ranked moments against the ground truth, and the thresholds and ranks
+a split's table uses."""
 import torch
 
 from ..structures import segment_iou
@@ -18,7 +11,7 @@ def metric_spec(cfg, entry, num_moments=None):
     """(IoU thresholds, recall ranks, strict) of the recall table for a split's catalog ``entry``.
 
     Thresholds: TEST.IOU_THRESHOLDS when given, else the entry's. Ranks: TEST.RECALLS, without those
-    above ``num_moments`` (the moments the model returns per query: CNM gives one). ``strict``:
+    above ``num_moments`` (the moments the model returns per query; a model may return one). ``strict``:
     TEST.STRICT_IOU (a hit needs IoU > m instead of >= m).
     """
     thresholds = tuple(cfg.TEST.IOU_THRESHOLDS) or tuple(entry.iou_thresholds)
@@ -26,143 +19,11 @@ def metric_spec(cfg, entry, num_moments=None):
     return thresholds, recalls, bool(cfg.TEST.STRICT_IOU)
 
 
-# queries are evaluated in chunks of about this many cells (16 MB of float32): the temporaries stay
-# small enough to be reused by the allocator instead of being mapped afresh (page faults) each time
-CHUNK_CELLS = 2 ** 22
-
-
-def _queries_per_chunk(num_clips):
-    """Queries per chunk so that a chunk's Q x N x N working set stays around CHUNK_CELLS."""
-    return max(1, CHUNK_CELLS // max(num_clips * num_clips, 1))
-
-
-def fuse_scores(contrastive, iou, contrastive_pow):
-    """Official fusion: ((contrastive * 0.5 + 0.5) ** pow) * iou."""
-    if torch.is_grad_enabled() and (contrastive.requires_grad or iou.requires_grad):
-        return torch.pow(contrastive * 0.5 + 0.5, contrastive_pow) * iou
-    fused = contrastive * 0.5  # the same operations in place: one temporary instead of four
-    fused += 0.5
-    fused.pow_(contrastive_pow)
-    fused *= iou
-    return fused
-
-
-def top_moments(score2d, durations, nms_thresh, k=5, chunk=None, prefix=32):
-    """First ``k`` moments kept by greedy NMS of each query's score map.
-
-    score2d: Q x N x N fused scores (candidates are the non-zero cells, as officially);
-    durations: Q seconds. Returns (moments Q x k x 2 seconds, scores Q x k); rows with fewer than
-    k surviving moments are padded with NaN moments and -inf scores.
-
-    The kept moments and their order are those of the official per-query loop (candidates sorted by
-    score, descending; a candidate is kept unless an earlier kept one overlaps it by IoU > nms_thresh),
-    except that exact score ties are broken in row-major cell order, where the official unstable
-    sort may pick another order. Only cells that are a candidate of some query are
-    looked at, and only a prefix of each query's sorted candidates: the first ``prefix`` by score,
-    then 4x more for the queries that have not found ``k`` moments in it, up to all of them.
-    """
-    q, n, _ = score2d.shape
-    if chunk is None:
-        chunk = _queries_per_chunk(n)
-    if q > chunk:
-        parts = [top_moments(score2d[s:s + chunk], durations[s:s + chunk], nms_thresh, k, chunk, prefix)
-                 for s in range(0, q, chunk)]
-        return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
-    scores = score2d.reshape(q, n * n)
-    valid = scores != 0
-    cells = valid.any(dim=0).nonzero().squeeze(1)  # cells that are a candidate of some query, row-major
-    scores, valid = scores.index_select(1, cells), valid.index_select(1, cells)  # Q x K
-    keys = scores.masked_fill(~valid, float("-inf"))
-    # moment of each cell as the official score2d_to_moments_scores: [i, j + 1] * d / N in float32
-    cell_start, cell_end = (cells // n).float(), (cells % n + 1).float()
-    durations = torch.as_tensor(durations, dtype=torch.float64).float()
-
-    kept_moments = torch.full((q, k, 2), float("nan"), dtype=torch.float32)
-    kept_scores = torch.full((q, k), float("-inf"), dtype=scores.dtype)
-    rows = torch.arange(q)
-    width = min(max(prefix, k), keys.shape[1])
-    while len(rows):
-        row_keys = keys[rows]
-        if width >= keys.shape[1]:  # every candidate: a full stable sort
-            order = torch.sort(row_keys, dim=1, descending=True, stable=True).indices
-            complete_prefix = exact = torch.ones(len(rows), dtype=torch.bool)
-        else:
-            order, complete_prefix, exact = _sorted_prefix(row_keys, width)
-        found, moments, top_scores = _greedy_nms_rounds(
-            scores[rows].gather(1, order), valid[rows].gather(1, order), cell_start[order], cell_end[order],
-            durations[rows], n, nms_thresh, k)
-        # a row is final once its prefix is exact (ties at the boundary go on with more candidates)
-        # and holds k kept moments or every candidate
-        done = ((found == k) | complete_prefix) & exact
-        kept_moments[rows[done]] = moments[done]
-        kept_scores[rows[done]] = top_scores[done]
-        rows = rows[~done]
-        width = min(width * 4, keys.shape[1])
-    return kept_moments, kept_scores
-
-
-def fused_top_moments(contrastive, iou, durations, nms_thresh, contrastive_pow, k=5):
-    """A score-map model's output to its answers: ``fuse_scores``, then ``top_moments``.
-
-    Returns (fused Q x N x N float32 on the CPU, moments Q x k x 2 seconds, scores Q x k).
-    """
-    fused = fuse_scores(contrastive, iou, contrastive_pow).float().cpu()
-    moments, scores = top_moments(fused, durations, nms_thresh, k=k)
-    return fused, moments, scores
-
-
-def _sorted_prefix(keys, width):
-    """The first ``width`` entries of each row of ``keys`` in stable descending order.
-
-    Returns (order R x width, complete R: the prefix holds every candidate of the row, exact R: the
-    prefix is exactly the first ``width`` of the stable order; False where ties at the boundary value
-    leave topk's choice ambiguous).
-    """
-    values, index = keys.topk(width, dim=1)
-    boundary = values[:, -1]
-    complete = torch.isneginf(boundary)  # the rest of the row is no candidate
-    exact = complete | ((keys >= boundary[:, None]).sum(dim=1) == width)
-    position = index.sort(dim=1).values  # the selected cells in row-major order, then a stable sort by key
-    order = position.gather(1, keys.gather(1, position).sort(dim=1, descending=True, stable=True).indices)
-    return order, complete, exact
-
-
-def _greedy_nms_rounds(scores, alive, cell_start, cell_end, durations, n, nms_thresh, k):
-    """k rounds of greedy NMS over candidates already in score order (R x W each).
-
-    Returns (number kept R, moments R x k x 2 NaN-padded, scores R x k -inf-padded).
-    """
-    r = scores.shape[0]
-    starts = cell_start * durations[:, None] / n
-    ends = cell_end * durations[:, None] / n
-    rows = torch.arange(r)
-    moments = torch.full((r, k, 2), float("nan"), dtype=torch.float32)
-    kept = torch.full((r, k), float("-inf"), dtype=scores.dtype)
-    found = torch.zeros(r, dtype=torch.long)
-    for step in range(k):
-        has_any = alive.any(dim=1)
-        first = alive.to(torch.int8).argmax(dim=1)  # first alive in score order
-        best_start, best_end = starts[rows, first], ends[rows, first]
-        moments[has_any, step, 0] = best_start[has_any]
-        moments[has_any, step, 1] = best_end[has_any]
-        kept[has_any, step] = scores[rows, first][has_any]
-        found += has_any
-        if step == k - 1:
-            break
-        # greedy NMS suppresses later candidates with IoU > thresh (segment_iou's arithmetic); the kept one leaves too
-        inter = torch.minimum(ends, best_end[:, None]) - torch.maximum(starts, best_start[:, None])
-        union = torch.maximum(ends, best_end[:, None]) - torch.minimum(starts, best_start[:, None])
-        suppress = inter.clamp(min=0) / union > nms_thresh
-        suppress[rows, first] = True
-        alive &= ~(suppress & has_any[:, None])
-    return found, moments, kept
-
-
 def recall_table(top, gt_moments, iou_thresholds, recalls=RECALLS, strict=False):
     """R@n IoU@m (fractions) and mIoU of the top-1 moment.
 
     top: Q x k x 2 kept moments (NaN-padded), gt_moments: Q x 2. A missing moment is a miss. A hit is
-    IoU >= m (MMN's evaluation), or IoU > m with ``strict`` (2D-TAN's).
+    IoU >= m, or IoU > m with ``strict``.
     """
     ious = segment_iou(top, gt_moments[:, None, :].to(top.dtype))  # Q x k; NaN where missing
     ious = torch.nan_to_num(ious, nan=-1.0)
@@ -175,16 +36,3 @@ def recall_table(top, gt_moments, iou_thresholds, recalls=RECALLS, strict=False)
             result[f"R@{n},IoU@{thr:.1f}"] = value
     result["mIoU"] = ious[:, 0].clamp(min=0).mean().item()
     return result
-
-
-def evaluate_predictions(contrastive, iou, durations, gt_moments, iou_thresholds, nms_thresh, contrastive_pow, k=5):
-    """Full evaluation of per-query score maps: returns (metrics dict, top moments Q x k x 2, scores Q x k)."""
-    durations = torch.as_tensor(durations, dtype=torch.float64)
-    q, n = contrastive.shape[0], contrastive.shape[-1]
-    chunk = _queries_per_chunk(n)
-    parts = [top_moments(fuse_scores(contrastive[s:s + chunk], iou[s:s + chunk], contrastive_pow),
-                         durations[s:s + chunk], nms_thresh, k=k) for s in range(0, q, chunk)]
-    top = torch.cat([p[0] for p in parts]) if parts else torch.empty(0, k, 2)
-    scores = torch.cat([p[1] for p in parts]) if parts else torch.empty(0, k)
-    metrics = recall_table(top, gt_moments, tuple(iou_thresholds), recalls=tuple(r for r in RECALLS if r <= k))
-    return metrics, top, scores

@@ -1,35 +1,50 @@
-"""The model contract: everything the engine, evaluation, prediction and plots know about a model.
+"""The model contract: everything the engine, the evaluation, prediction and the plots know about a model.
 
 A registered model subclasses ``GroundingModel`` and is built as ``cls(cfg)``. The shared layers
-(``mmn/engine``, ``mmn/evaluation``, ``mmn/data``, ``mmn/predict.py``) call only what is defined here:
+(``mmn/engine``, ``mmn/evaluation``, ``mmn/data``, ``mmn/predict.py``) call only what is defined here.
 
 class level (no weights needed; the datasets and the config checks use them)
     ``check_config(cfg)``            raise ``ConfigError`` naming the keys of an impossible config
-    ``build_dataset(cfg, entry, is_train)``  the dataset of a catalog entry, in the form the model reads
+    ``build_dataset(cfg, entry, is_train)``  the ``GroundingDataset`` (mmn/data/dataset.py) of a catalog entry
     ``build_query_batch(cfg, features, duration, sentences)``  one video's raw features + free sentences
                                      -> the batch the model reads (prediction)
     ``feature_dim(cfg)``             (size of a raw clip feature, the config key that sets it)
-instance level
-    ``supports_distributed``         whether training under torchrun is supported
-    ``wrap_distributed(device)``     the module the trainer calls under torchrun (default: DDP)
-    ``build_optimizer(cfg)``         (optimizer, scheduler); default: the official MMN AdamW + MultiStepLR
-    ``set_epoch(epoch)``             epoch-dependent state (MMN freezes BERT), before each training epoch
-    ``train_step(batch, optimizer, epoch, forward)``  one update; returns {"loss": float, ...}
-    ``end_epoch(scheduler, record)`` after each epoch (default: ``scheduler.step()``)
+instance level: the network
+    ``forward(batch, epoch=1)``      training mode: a dict of scalar losses ("loss" the total, other keys
+                                     starting with "loss" are logged); eval mode: the outputs
+                                     ``rank_moments`` reads (a "loss" among them is logged by the engine
+                                     as the split's mean loss, e.g. 2D-TAN's validation loss)
     ``rank_moments(outputs, batch, topk)``  eval outputs -> ``RankedMoments`` (seconds, best first)
+instance level: training (the engine's ``run_step`` is the one loop that runs them)
+    ``build_optimizer(cfg)``         (optimizer, scheduler); default: AdamW over every parameter + MultiStepLR
+    ``update_phases()``              the backward/step phases of one update (``UpdatePhase``); default: one
+    ``parameter_groups()``           {name: [parameters]} that phases name as ``trainable``
+    ``training_inputs(batch)``       the inputs of the training forwards of a batch (one per shard)
+    ``after_step(optimizer)``        after every update (per-update schedules)
+    ``set_epoch(epoch)``             epoch-dependent state (MMN freezes BERT), before each training epoch
+    ``end_epoch(scheduler, record)`` after each epoch and its evaluation (default: ``scheduler.step()``)
+    ``max_grad_norm``                gradient clipping of every phase (SOLVER.MAX_GRAD_NORM; <= 0: none)
+    ``supports_distributed``         whether training under torchrun is supported
+    ``wrap_in_ddp``                  False: under torchrun the engine does not wrap the model in
+                                     DistributedDataParallel but averages each phase's gradients itself
 
-Datasets built by ``build_dataset`` provide ``collator()``, ``num_queries``, ``ann_file`` and, per
-query in dataset order, ``query_moments()`` (Q x 2 seconds), ``query_durations()`` (Q float64),
-``query_video_ids()`` and ``query_sentences()``. Their batches provide ``to(device, non_blocking)``
-and ``query_indices`` (the dataset's query index of each output row).
+Batches (what a dataset's ``collator()`` makes) provide ``to(device, non_blocking)`` and ``query_indices``
+(the dataset's query index of each output row of ``rank_moments``).
+
+One update of ``run_step`` (mmn/engine/trainer.py), for each phase of ``update_phases()`` in order:
+make only the phase's ``trainable`` group trainable; ``zero_grad`` its optimizer; forward each input of
+``training_inputs(batch)`` (again, or reuse the previous phase's outputs when ``new_forward`` is False)
+and back-propagate ``outputs[phase.loss] / number of inputs``; average the gradients over processes when
+the model is not wrapped in DDP; clip every parameter's gradient norm to ``max_grad_norm``; step the
+phase's optimizer. Then the parameters' trainable flags are restored and ``after_step`` runs. The step's
+log is every phase's outputs (a key from the first phase that returns it), with "loss" the sum of the
+phases' back-propagated losses.
 """
-import contextlib
 from dataclasses import dataclass
 from typing import Optional
 
 import torch
 from torch import nn
-from torch.nn.parallel import DistributedDataParallel as DDP
 
 
 @dataclass
@@ -41,24 +56,43 @@ class RankedMoments:
     score_maps: Optional[torch.Tensor] = None  # Q x N x N (CPU) for models that score a 2D moment map
 
 
+@dataclass(frozen=True)
+class UpdatePhase:
+    """One backward/step of a training update (``GroundingModel.update_phases``).
+
+    ``name``: given to the training forward as ``phase=name`` (None: no ``phase`` argument);
+    ``loss``: the key of the forward's outputs that is back-propagated;
+    ``trainable``: the group of ``parameter_groups()`` left trainable in this phase (None: all, as they are);
+    ``optimizer``: the optimizer that steps, ``optimizer[key]`` of what ``build_optimizer`` returned (None: that
+    optimizer itself); ``new_forward``: run the forward again (False: back-propagate the previous phase's
+    outputs, whose graph is then kept).
+    """
+
+    name: Optional[str] = None
+    loss: str = "loss"
+    trainable: Optional[str] = None
+    optimizer: Optional[str] = None
+    new_forward: bool = True
+
+
 class GroundingModel(nn.Module):
     """Base class of every registered temporal grounding model (see the module docstring)."""
 
     supports_distributed = True
+    wrap_in_ddp = True
 
     def __init__(self, cfg):
         super().__init__()
-        self.amp = bool(cfg.MODEL.AMP)
         self.max_grad_norm = float(cfg.SOLVER.MAX_GRAD_NORM)
 
     # ------------------------------------------------------------------ config and data
     @classmethod
     def check_config(cls, cfg):
-        """Raise ``mmn.config.ConfigError`` (naming the keys and the rule) when ``cfg`` cannot work."""
+        """Raise ``mmn.utils.errors.ConfigError`` (naming the keys and the rule) when ``cfg`` cannot work."""
 
     @classmethod
     def build_dataset(cls, cfg, entry, is_train=False):
-        """The dataset of catalog entry ``entry`` (``mmn.data.catalog.DatasetEntry``)."""
+        """The ``GroundingDataset`` of catalog entry ``entry`` (``mmn.data.catalog.DatasetEntry``)."""
         raise NotImplementedError(f"{cls.__name__} must implement build_dataset")
 
     @classmethod
@@ -72,63 +106,37 @@ class GroundingModel(nn.Module):
         raise NotImplementedError(f"{cls.__name__} must implement feature_dim")
 
     # ------------------------------------------------------------------ training
-    def slow_parameters(self):
-        """Parameters trained at lr x 0.1 by the default optimiser (MMN: the text encoder's BERT)."""
-        return []
-
     def build_optimizer(self, cfg):
-        """(optimizer, scheduler): the official MMN AdamW + MultiStepLR by default."""
-        from ..solver import make_lr_scheduler, make_optimizer
+        """(optimizer, scheduler). Default: AdamW (torch's defaults) over every parameter at SOLVER.LR, and
+        MultiStepLR at SOLVER.MILESTONES (gamma 0.1) stepped after each epoch (``end_epoch``)."""
+        optimizer = torch.optim.AdamW(self.parameters(), lr=cfg.SOLVER.LR)
+        return optimizer, torch.optim.lr_scheduler.MultiStepLR(optimizer, list(cfg.SOLVER.MILESTONES), gamma=0.1)
 
-        optimizer = make_optimizer(cfg, self)
-        return optimizer, make_lr_scheduler(cfg, optimizer)
+    def update_phases(self):
+        """The phases of one update, in order (``UpdatePhase``); default: one phase, "loss" over everything."""
+        return (UpdatePhase(),)
 
-    def wrap_distributed(self, device):
-        """The module the trainer calls under torchrun: DistributedDataParallel by default (rank 0's
-        weights broadcast, gradients averaged). A model that updates otherwise returns itself and keeps
-        its ranks in sync in its ``train_step``."""
-        # parameters frozen for some epochs (MMN's BERT) get no gradient then
-        return DDP(self, device_ids=[device.index] if device.type == "cuda" else None, broadcast_buffers=False,
-                   find_unused_parameters=True)
+    def parameter_groups(self):
+        """{group name: [parameters]}: the groups that update phases name as ``trainable``."""
+        return {}
+
+    def training_inputs(self, batch):
+        """The inputs of the training forwards of one batch. A batch split into shards (a list: the loader's
+        ``ShardedBatch``, SOLVER.NUM_SHARDS) gives one forward per shard: each shard's losses (and BatchNorm
+        statistics) come from that shard alone and the gradient is the mean over shards, as DDP over that
+        many processes computes it (the BatchNorm running statistics kept are the first shard's)."""
+        return list(batch) if isinstance(batch, list) else [batch]
+
+    def after_step(self, optimizer):
+        """After every update (all phases): per-update learning-rate schedules."""
 
     def set_epoch(self, epoch):
         """Epoch-dependent state, called before each training epoch (1-based)."""
 
-    def train_step(self, batch, optimizer, epoch, forward=None):
-        """One update: forward -> loss -> backward -> clip (SOLVER.MAX_GRAD_NORM) -> step.
-
-        ``batch`` is a batch of the model's dataset or a list of such shards (SOLVER.NUM_SHARDS): then
-        each shard's losses (and BatchNorm statistics) come from that shard alone and the gradient is
-        the mean over shards, as DistributedDataParallel over that many processes computes it; the
-        BatchNorm running statistics kept are the first shard's (those rank 0 saves under DDP).
-        ``forward`` is the module to call for the forward pass (the DistributedDataParallel wrapper under
-        torchrun, so that gradients are averaged); defaults to the model itself. Returns the losses as
-        floats (means over shards); ``"loss"`` is the total.
-        """
-        from ..utils.speed import autocast
-
-        forward = forward or self
-        shards = batch if isinstance(batch, list) else [batch]
-        optimizer.zero_grad(set_to_none=True)
-        totals, first_shard_stats = {}, None
-        for k, shard in enumerate(shards):
-            # gradients are all-reduced once, with the last shard's backward
-            last = k == len(shards) - 1
-            with contextlib.nullcontext() if last or not isinstance(forward, DDP) else forward.no_sync():
-                with autocast(self.amp, model_device(self)):
-                    losses = forward(shard, epoch=epoch)
-                (losses["loss"] / len(shards)).backward()
-            if len(shards) > 1:
-                first_shard_stats = keep_first_shard_stats(self, first_shard_stats)
-            for key, value in losses.items():
-                totals[key] = totals.get(key, 0.0) + float(value.detach()) / len(shards)
-        if self.max_grad_norm > 0:
-            torch.nn.utils.clip_grad_norm_(self.parameters(), self.max_grad_norm)
-        optimizer.step()
-        return totals
-
     def end_epoch(self, scheduler, record):
-        """After each training epoch (``record``: the epoch's losses); default: step the schedule."""
+        """After each training epoch and its evaluation: ``record`` holds the epoch's mean losses, "lr", and
+        per evaluated split ("val", "test") its recall table and, when the eval outputs carry one, its mean
+        "loss". Default: step the schedule."""
         if scheduler is not None:
             scheduler.step()
 

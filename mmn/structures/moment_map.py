@@ -1,4 +1,4 @@
-"""The sparse 2D moment map shared by the map-based models (2D-TAN, MMN): which cells a stack of pooling
+"""The sparse 2D moment map shared by the map-based models: which cells a stack of pooling
 steps fills, and the mask weights of convolutions over it."""
 import torch
 import torch.nn.functional as F

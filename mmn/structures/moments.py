@@ -1,4 +1,4 @@
-"""Temporal moments: IoU and the N x N candidate grid of the 2D moment map."""
+"""Temporal moments: IoU, and the IoU of the cells of a 2D moment map with moments."""
 import torch
 
 
@@ -23,10 +23,3 @@ def cell_iou_targets(moments, durations, rows, cols, num_clips):
     inter = torch.minimum(end, e) - torch.maximum(start, s)
     union = torch.maximum(end, e) - torch.minimum(start, s)
     return inter.clamp_(min=0).div_(union)
-
-
-def iou2d_from_moments(moments, durations, num_clips):
-    """IoU target maps (S, N, N) for moments (S, 2) whose videos last ``durations`` (S,) seconds."""
-    rows, cols = torch.meshgrid(torch.arange(num_clips), torch.arange(num_clips), indexing="ij")
-    return cell_iou_targets(moments, durations, rows.reshape(-1), cols.reshape(-1), num_clips).reshape(
-        -1, num_clips, num_clips)

@@ -8,7 +8,8 @@ import time
 
 import torch
 
-from .errors import MMNError
+from .comm import unwrap_model
+from .errors import ConfigError, MMNError
 
 logger = logging.getLogger(__name__)
 
@@ -51,7 +52,7 @@ def load_model_weights(model, path_or_data, path=None):
         data = path_or_data
     path = path or "checkpoint"
     state = model_state_from(data, path)
-    model = getattr(model, "module", model)
+    model = unwrap_model(model)
     own = model.state_dict()
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
@@ -147,8 +148,6 @@ class Checkpointer:
         if keep_last is None:
             keep_last = cfg.SOLVER.get("KEEP_LAST", 0) if cfg is not None else 0
         if isinstance(keep_last, bool) or not isinstance(keep_last, int) or keep_last < 0:
-            from ..config.loading import ConfigError
-
             raise ConfigError(f"SOLVER.KEEP_LAST must be an integer >= 0 (0 keeps every epoch checkpoint), "
                               f"got {keep_last!r}")
         self.keep_last = keep_last
@@ -156,10 +155,13 @@ class Checkpointer:
         self.created = time.time()
 
     def save(self, name, model, optimizer=None, scheduler=None, epoch=None, best=None, last=False, record=None,
-             rng=None):
+             rng=None, end_epoch_done=True):
+        """Write ``name`` atomically. ``end_epoch_done`` False: the schedule is saved before the epoch's
+        ``end_epoch`` (the epoch checkpoint, written before the evaluation that ``end_epoch`` may read);
+        ``resume`` reports it so that the resumed run replays it."""
         from .seed import get_rng_state
 
-        module = getattr(model, "module", model)
+        module = unwrap_model(model)
         data = {
             "model": module.state_dict(),
             "optimizer": optimizer.state_dict() if optimizer is not None else None,
@@ -169,6 +171,7 @@ class Checkpointer:
             "rng": rng if rng is not None else get_rng_state(),  # under torchrun: every rank's, in rank order
             "config": self.cfg.dump() if self.cfg is not None else None,
             "record": record,  # the epoch's training record, to finish its metrics line after a resume
+            "end_epoch_done": end_epoch_done,
         }
         path = os.path.join(self.output_dir, name)
         self._remove_stale_temporaries([name] + (["last_checkpoint"] if last else []))
@@ -264,7 +267,8 @@ class Checkpointer:
         return path
 
     def resume(self, path, model, optimizer, scheduler):
-        """Restore everything saved by ``save``; returns (next epoch, best, the epoch's training record)."""
+        """Restore everything saved by ``save``; returns (next epoch, best, the epoch's training record, whether
+        the epoch's ``end_epoch`` had run before the save: True for checkpoints of earlier versions)."""
         from .seed import set_rng_state
 
         data = read_checkpoint(path)
@@ -278,4 +282,4 @@ class Checkpointer:
             scheduler.load_state_dict(data["scheduler"])
         set_rng_state(_own_rng_state(data["rng"], path))
         logger.info("resumed from %s (epoch %d)", path, data["epoch"])
-        return data["epoch"] + 1, data.get("best"), data.get("record")
+        return data["epoch"] + 1, data.get("best"), data.get("record"), data.get("end_epoch_done", True)

@@ -3,6 +3,12 @@ import os
 
 import torch
 import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
+
+
+def unwrap_model(model):
+    """The model inside a DistributedDataParallel wrapper, or ``model`` itself."""
+    return model.module if isinstance(model, DistributedDataParallel) else model
 
 
 def is_distributed():

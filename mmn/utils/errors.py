@@ -18,6 +18,10 @@ class MMNError(Exception):
     """Base of the errors about the user's input; the message names the file and the item."""
 
 
+class ConfigError(MMNError, ValueError):
+    """A config file, override or catalog entry that cannot be applied; the message names the key."""
+
+
 def debug_requested(argv=None):
     """``--debug`` among the arguments, or MMN_DEBUG set to anything but "", "0", "false", "no"."""
     if argv is not None and DEBUG_FLAG in argv:

@@ -5,7 +5,7 @@ import torch
 def apply_speed_options(model, cfg, device):
     """Move ``model`` to ``device`` and apply the memory-format and compile options in place."""
     model = model.to(device)
-    if cfg.MODEL.CHANNELS_LAST:  # only 4-D tensors change format: the 2D convolutions' weights (MMN's proposal convs)
+    if cfg.MODEL.CHANNELS_LAST:  # only 4-D tensors change format: the 2D convolutions' weights (2D map convolutions)
         model.to(memory_format=torch.channels_last)
     if cfg.MODEL.COMPILE:
         model.compile()  # in place: state_dict keys stay those of the official checkpoints

@@ -2,7 +2,7 @@
 
 The saliency curve is drawn whenever a prediction carries a per-clip ``saliency`` (T scores for the
 sentence; models with a highlight head, such as Moment-DETR, set it); the 2D score map whenever it
-carries a ``score2d`` (models that score a moment map: MMN, 2D-TAN).
+carries a ``score_map`` (models that score a moment map: MMN, 2D-TAN).
 """
 import os
 from dataclasses import dataclass
@@ -23,7 +23,7 @@ def _as_array(value):
 
 
 def query_record(prediction):
-    """A ``Prediction`` (or any object with ``sentence``, ``moments`` and optionally ``score2d`` and
+    """A ``Prediction`` (or any object with ``sentence``, ``moments`` and optionally ``score_map`` and
     ``saliency``) as a dict of plain values, kept in the page's session state."""
     saliency = _as_array(getattr(prediction, "saliency", None))
     if saliency is not None:
@@ -32,7 +32,7 @@ def query_record(prediction):
             saliency = None
     return {"sentence": prediction.sentence,
             "moments": [(float(m.start), float(m.end), float(m.score)) for m in prediction.moments],
-            "score2d": _as_array(getattr(prediction, "score2d", None)),
+            "score_map": _as_array(getattr(prediction, "score_map", None)),
             "saliency": saliency}
 
 
@@ -62,8 +62,8 @@ def render_query(record, duration, out_dir, stem, clip_seconds=None):
         figures.saliency = os.path.join(out_dir, f"{stem}_saliency.png")
         figures.saliency_layout = plot_saliency(record["saliency"], duration, figures.saliency, top=record["moments"],
                                                 title=title, clip_seconds=clip_seconds, dpi=110)
-    if record["score2d"] is not None:
+    if record["score_map"] is not None:
         figures.score_map = os.path.join(out_dir, f"{stem}_score_map.png")
-        plot_score_map(record["score2d"], duration, figures.score_map, top=record["moments"], title=title,
+        plot_score_map(record["score_map"], duration, figures.score_map, top=record["moments"], title=title,
                        size=(5.0, 4.2), dpi=100)
     return figures

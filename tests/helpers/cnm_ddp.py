@@ -8,9 +8,10 @@ import sys
 
 import torch
 
+from mmn import engine
 from mmn.config import load_config
 from mmn.demo.__main__ import DEMO_GLOVE, DEMO_MODELS
-from mmn.engine import launch
+from mmn.engine import trainer
 from mmn.utils import comm
 
 
@@ -21,14 +22,14 @@ def main(data_dir, output_dir):
         "SOLVER.MAX_EPOCH", "1", "SOLVER.TEST_PERIOD", "1", "SOLVER.BATCH_SIZE", "8", "SEED", "5"])
     device = comm.init_distributed(torch.device("cpu"))
     trained = {}
-    do_train = launch.do_train
+    do_train = trainer.do_train
 
     def keep_model(cfg, model, *args, **kwargs):
         trained["model"] = model
         return do_train(cfg, model, *args, **kwargs)
 
-    launch.do_train = keep_model
-    launch.train(cfg, device)
+    trainer.do_train = keep_model  # what engine.train calls
+    engine.train(cfg, device)
     flat = torch.cat([p.detach().reshape(-1) for p in trained["model"].parameters()])
     every_rank = comm.all_gather_objects(flat)
     if comm.is_main_process():

@@ -8,9 +8,9 @@ import sys
 import torch
 
 from mmn.config import load_config
-from mmn.data import build_dataset
-from mmn.modeling.mmn.batch import MMNCollator
-from mmn.engine.launch import _wrap_ddp
+from mmn.modeling import build_dataset
+from mmn.modeling.mmn.data import MMNCollator
+from mmn.engine import wrap_model
 from mmn.modeling import build_model
 from mmn.utils import comm
 from mmn.utils.checkpoint import load_model_weights
@@ -30,7 +30,7 @@ def main(text_encoder, out):
     model = build_model(cfg)
     load_model_weights(model, os.path.join(PARITY, "checkpoint_init.pth"))
     model.set_epoch(2)  # BERT trainable too
-    model = _wrap_ddp(model, device)
+    model = wrap_model(model, device)
     model.train()
     dataset = build_dataset(cfg, "charades_train")
     half = len(VIDEOS) // world

@@ -10,10 +10,12 @@ import sys
 
 import torch
 
+from mmn import engine
 from mmn.config import load_config
-from mmn.engine import launch
-from mmn.modeling.base import GroundingModel
+from mmn.engine import trainer
 from mmn.utils import comm
+from mmn.utils.checkpoint import Checkpointer
+from mmn.utils.comm import unwrap_model
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PARITY = os.path.join(HERE, "..", "fixtures", "parity")
@@ -29,23 +31,24 @@ def main(text_encoder, output_dir, *rest):
         "SOLVER.BATCH_SIZE", "4", "SOLVER.FREEZE_BERT", "0", "DATALOADER.NUM_WORKERS", "0", *opts])
     device = comm.init_distributed(torch.device("cpu"))
     steps = []
-    original = GroundingModel.train_step
+    original = trainer.run_step
 
-    def recording_step(self, batch, optimizer, epoch, forward=None):
-        losses = original(self, batch, optimizer, epoch, forward)
+    def recording_step(model, batch, optimizer, epoch=1, amp=False):
+        losses = original(model, batch, optimizer, epoch, amp)
         mean = torch.tensor([losses[k] for k in sorted(losses)], dtype=torch.float64)
         if comm.get_world_size() > 1:
             torch.distributed.all_reduce(mean)
             mean /= comm.get_world_size()
         steps.append({"losses": dict(zip(sorted(losses), mean.tolist())),
-                      "grads": {n: p.grad.clone() for n, p in self.named_parameters() if p.grad is not None}})
+                      "grads": {n: p.grad.clone() for n, p in unwrap_model(model).named_parameters()
+                                if p.grad is not None}})
         return losses
 
-    GroundingModel.train_step = recording_step
+    trainer.run_step = recording_step  # the engine's one training step, as train_one_epoch calls it
     os.makedirs(output_dir, exist_ok=True)
-    launch.train(cfg, device, resume=resume)
+    engine.train(cfg, device, resume=resume)
     if comm.is_main_process():
-        last = launch.Checkpointer(output_dir).last_checkpoint()
+        last = Checkpointer(output_dir).last_checkpoint()
         state = torch.load(last, map_location="cpu", weights_only=False)["model"]
         torch.save({"steps": steps, "weights": state}, os.path.join(output_dir, "steps.pt"))
     comm.synchronize()

@@ -45,7 +45,7 @@ def train_tiny_video_checkpoint(root, num_videos=3):
     """Generate ``num_videos`` videos, extract their features with a tiny random CLIP (mmn.video), train
     one epoch of a small MMN on them; returns {"ckpt", "clip", "bert", "videos"} (paths)."""
     from mmn.config import load_config
-    from mmn.engine import launch
+    from mmn import engine
     from mmn.video.encoder import load_image_encoder
     from mmn.video.extract import extract_videos
     from mmn.video.synthetic import constant_rate_times, save_random_clip, write_video
@@ -74,5 +74,5 @@ def train_tiny_video_checkpoint(root, num_videos=3):
     out = os.path.join(root, "run")
     opts = tiny_model_opts(clip, bert, out, catalog) + ["DATASETS.TRAIN", "('tiny_train',)", "DATASETS.TEST",
                                                         "('tiny_test',)"]
-    launch.train(load_config(CONFIG, [str(v) for v in opts]), torch.device("cpu"))
+    engine.train(load_config(CONFIG, [str(v) for v in opts]), torch.device("cpu"))
     return {"ckpt": os.path.join(out, "model_1e.pth"), "clip": clip, "bert": bert, "videos": [p for _, p in videos]}

@@ -1,5 +1,5 @@
 """CNM (AAAI 2022): importing this package registers "CNM" in the model registry."""
 from . import config  # noqa: F401  (declares MODEL.CNM)
-from .cnm import CNM
+from .model import CNM
 
 __all__ = ["CNM"]

@@ -3,6 +3,7 @@
 Reuses the annotation adapters (``load_annotations``) and ``HDF5FeatureReader``. The moments are
 carried in the batch for evaluation only; the model never reads them (CNM is weakly supervised).
 """
+import functools
 import logging
 import os
 from dataclasses import dataclass
@@ -10,13 +11,13 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ...config.loading import ConfigError
 from ...data.annotations import AnnotationError, load_annotations
 from ...data.catalog import get_entry
+from ...data.dataset import PerQueryDataset
 from ...data.features import resample_clips
 from ...data.glove import load_glove_text
-from ...data.per_query import PerQueryDataset
 from ...structures.batch import TensorBatch
+from ...utils.errors import ConfigError
 from .text import CNMVocabulary, tokenize
 
 logger = logging.getLogger(__name__)
@@ -154,37 +155,43 @@ class CNMCollator:
 def build_cnm_vocabulary(cfg):
     """MODEL.CNM.GLOVE: an .npz (words, vectors, counts: the release's vocabulary) or a GloVe text file
     (then the vocabulary is counted on the DATASETS.TRAIN splits)."""
+    return _vocabulary(*_vocabulary_source(cfg))
+
+
+def _vocabulary_source(cfg):
+    """What the vocabulary is read from: (GloVe path, VOCAB_SIZE, WORD_DIM, catalog entries of the train splits)."""
     c = cfg.MODEL.CNM
     if not c.GLOVE:
         raise ConfigError("MODEL.CNM.GLOVE is empty: give the .npz vocabulary or a GloVe text file")
     path = os.path.join(cfg.DATASETS.ROOT, c.GLOVE)  # an absolute GLOVE stays as it is
     if not os.path.isfile(path):
         raise ConfigError(f"{path}: MODEL.CNM.GLOVE not found (relative paths are under DATASETS.ROOT)")
+    train_entries = () if path.endswith(".npz") else tuple(get_entry(cfg, split) for split in cfg.DATASETS.TRAIN)
+    return path, c.VOCAB_SIZE, c.WORD_DIM, train_entries
+
+
+def _vocabulary(path, vocab_size, word_dim, train_entries):
     if path.endswith(".npz"):
-        vocab = CNMVocabulary.from_npz(path, c.VOCAB_SIZE)
+        vocab = CNMVocabulary.from_npz(path, vocab_size)
     else:
         sentences = []
-        for split in cfg.DATASETS.TRAIN:
-            entry = get_entry(cfg, split)
+        for entry in train_entries:
             videos, _ = load_annotations(entry.ann_file, entry.format)
             sentences.extend(s for v in videos for s in v.sentences)
         wanted = {t for s in sentences for t in tokenize(s)}
-        vocab = CNMVocabulary.from_sentences(sentences, load_glove_text(path, wanted, c.WORD_DIM), c.VOCAB_SIZE)
-    if vocab.dim != c.WORD_DIM:
-        raise ConfigError(f"{path}: vectors of size {vocab.dim}, MODEL.CNM.WORD_DIM is {c.WORD_DIM}")
+        vocab = CNMVocabulary.from_sentences(sentences, load_glove_text(path, wanted, word_dim), vocab_size)
+    if vocab.dim != word_dim:
+        raise ConfigError(f"{path}: vectors of size {vocab.dim}, MODEL.CNM.WORD_DIM is {word_dim}")
     return vocab
 
 
-_VOCAB_CACHE = {}
+# the train, val and test datasets of a run share one vocabulary, read once (the last few kept)
+_cached_vocabulary = functools.lru_cache(maxsize=4)(_vocabulary)
 
 
 def cached_cnm_vocabulary(cfg):
-    """``build_cnm_vocabulary``, built once per (root, GloVe, size, train splits) in this process."""
-    c = cfg.MODEL.CNM
-    key = (cfg.DATASETS.ROOT, c.GLOVE, c.VOCAB_SIZE, c.WORD_DIM, tuple(cfg.DATASETS.TRAIN))
-    if key not in _VOCAB_CACHE:
-        _VOCAB_CACHE[key] = build_cnm_vocabulary(cfg)
-    return _VOCAB_CACHE[key]
+    """``build_cnm_vocabulary``, read once per (GloVe file, size, dimension, train splits) in this process."""
+    return _cached_vocabulary(*_vocabulary_source(cfg))
 
 
 def build_cnm_dataset(cfg, entry, vocab, is_training=False):

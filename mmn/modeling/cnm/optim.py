@@ -75,16 +75,19 @@ class InverseSqrtSchedule:
 
 
 class CNMOptimizers:
-    """The reconstructor's and the generator's optimisers; ``step_update`` once per batch."""
+    """The reconstructor's and the generator's optimisers (``self["reconstructor"]``, ``self["generator"]``:
+    the update phases name them); ``step_update`` once per batch."""
 
     def __init__(self, reconstructor_params, generator_params, lr, warmup_updates, warmup_init_lr,
-                 betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, max_grad_norm=10.0):
+                 betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
         self.rec = FairseqAdam(list(reconstructor_params), lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
         self.gen = FairseqAdam(list(generator_params), lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
         self.rec_schedule = InverseSqrtSchedule(self.rec, lr, warmup_updates, warmup_init_lr)
         self.gen_schedule = InverseSqrtSchedule(self.gen, lr, warmup_updates, warmup_init_lr)
-        self.max_grad_norm = max_grad_norm
         self.num_updates = 0
+
+    def __getitem__(self, name):
+        return {"reconstructor": self.rec, "generator": self.gen}[name]
 
     @property
     def lr(self):

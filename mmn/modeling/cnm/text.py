@@ -18,8 +18,8 @@ import re
 
 import numpy as np
 
-from ...config.loading import ConfigError
 from ...data.glove import load_glove_npz
+from ...utils.errors import ConfigError
 
 # ---------------------------------------------------------------------------- tokenisation
 _STARTING_QUOTES = [

@@ -2,8 +2,8 @@
 import torch
 from torch import nn
 
-from ...config.loading import ConfigError
 from ...structures.moment_map import sparse_moment_cells
+from ...utils.errors import ConfigError
 
 
 class _SparseMap(nn.Module):

@@ -2,7 +2,7 @@
 import torch
 from torch import nn
 
-from ...data.tokenization import from_pretrained
+from .tokenization import from_pretrained
 
 
 def load_pretrained_encoder(name_or_path):

@@ -23,7 +23,7 @@ from typing import List, Optional
 import numpy as np
 import torch
 
-from ...config.loading import ConfigError
+from ...utils.errors import ConfigError
 from ...data.annotations import AnnotationError
 from ...data.qvhighlights import CLIP_LENGTH, FORMAT, LABEL_FIELDS, load_qvhighlights
 from ...data.readers import build_text_reader, build_video_reader

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ...config.loading import ConfigError
+from ...utils.errors import ConfigError
 from ..base import GroundingModel
 from .config import video_input_dim, weight_dict
 from .loss import SetCriterion

@@ -28,7 +28,7 @@ import math
 import torch
 from torch import nn
 
-from ...config.loading import ConfigError
+from ...utils.errors import ConfigError
 from ..base import GroundingModel
 from ..moment_detr.config import video_input_dim, weight_dict
 from ..moment_detr.matcher import HungarianMatcher

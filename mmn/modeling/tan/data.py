@@ -7,6 +7,7 @@ GloVe text reader. 2D-TAN's own: the whitespace tokens, the per-item IoU map in 
 (k x d) / T grid with the ground truth rounded to float32 (``torch.tensor([s, e])`` in the official
 loaders), and the padding collate.
 """
+import functools
 import logging
 import os
 from dataclasses import dataclass
@@ -16,9 +17,10 @@ import torch
 import torch.nn.functional as F
 
 from ...data.annotations import load_annotations
+from ...data.catalog import get_entry
+from ...data.dataset import PerQueryDataset
 from ...data.features import resample_clips
 from ...data.glove import load_glove_npz, load_glove_text
-from ...data.per_query import PerQueryDataset
 from ...structures import segment_iou
 from ...structures.batch import TensorBatch
 
@@ -59,6 +61,8 @@ class WordVectors:
         return sum(t.lower() not in self.vectors for t in tokens)
 
 
+# GloVe vectors read so far, per file: {path: (word -> vector, words looked up)}; a text file is only ever read
+# for words not looked up before (the train, val and test datasets of a run and the predictor share it)
 _GLOVE_CACHE = {}
 
 
@@ -194,24 +198,29 @@ class TANDataset(PerQueryDataset):
         }
 
 
-_TOKEN_CACHE = {}
-
-
 def config_tokens(cfg):
     """The tokens of every sentence of the config's splits (DATASETS.TRAIN, VAL, TEST), lower-cased."""
-    from ...data.catalog import get_entry
-
     splits = tuple(cfg.DATASETS.TRAIN) + tuple(cfg.DATASETS.VAL) + tuple(cfg.DATASETS.TEST)
-    key = (cfg.DATASETS.ROOT, cfg.DATASETS.CATALOG_FILE, splits)
-    if key not in _TOKEN_CACHE:
-        tokens = set()
-        for split in dict.fromkeys(splits):
-            entry = get_entry(cfg, split)
-            if os.path.isfile(entry.ann_file):
-                videos, _ = load_annotations(entry.ann_file, entry.format)
-                tokens.update(t.lower() for v in videos for s in v.sentences for t in official_tokens(s, entry.format))
-        _TOKEN_CACHE[key] = tokens
-    return _TOKEN_CACHE[key]
+    return _split_tokens(tuple(get_entry(cfg, split) for split in dict.fromkeys(splits)))
+
+
+@functools.lru_cache(maxsize=4)
+def _split_tokens(entries):
+    """The lower-cased tokens of the annotation files of catalog ``entries``, read once per set of splits (the
+    datasets of one run share them); files not there yet are skipped."""
+    tokens = set()
+    for entry in entries:
+        if os.path.isfile(entry.ann_file):
+            videos, _ = load_annotations(entry.ann_file, entry.format)
+            tokens.update(t.lower() for v in videos for s in v.sentences for t in official_tokens(s, entry.format))
+    return frozenset(tokens)
+
+
+def annotation_format(cfg):
+    """The annotation format of the config's data (the catalog entry of its first training split, else of its
+    first test split; None without splits): free sentences are tokenised as that format's sentences are."""
+    splits = tuple(cfg.DATASETS.TRAIN) + tuple(cfg.DATASETS.TEST)
+    return get_entry(cfg, splits[0]).format if splits else None
 
 
 def glove_path(cfg):

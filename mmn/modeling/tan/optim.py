@@ -20,13 +20,11 @@ def build_tan_optimizer(params, cfg):
 
 
 def validation_loss(record):
-    """The validation loss of an epoch record: ``record["val"]["loss"]`` (the mean of the evaluation's
-    batch losses), else ``record["val_loss"]``; None when there is no validation split."""
+    """The validation loss of an epoch record: ``record["val"]["loss"]`` (the engine's evaluation of
+    DATASETS.VAL: the mean of its batch losses); None when there is no validation split."""
     val = record.get("val") if isinstance(record, dict) else None
     if isinstance(val, dict) and val.get("loss") is not None:
         return float(val["loss"])
-    if isinstance(record, dict) and record.get("val_loss") is not None:
-        return float(record["val_loss"])
     return None
 
 

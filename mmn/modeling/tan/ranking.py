@@ -17,8 +17,7 @@ argsort (default kind, reversed) leaves their order to the numpy build, so no or
 """
 import torch
 
-# queries ranked per chunk: bounds the Q x C temporaries (C = T (T + 1) / 2 candidates)
-CHUNK_CELLS = 2 ** 22
+from ...evaluation.score_maps import queries_per_chunk
 
 
 def candidate_cells(num_clips):
@@ -36,15 +35,15 @@ def eval_time_grid(durations, num_clips):
     return torch.stack([start, end], dim=-1)
 
 
-def rank_candidates(score2d, durations, zero_score_candidates=True):
+def rank_candidates(score_maps, durations, zero_score_candidates=True):
     """All candidates of each query in rank order: (times Q x C x 2 float32, scores Q x C, valid Q x C).
 
     ``valid`` is False for the cells left out (score 0 when ``zero_score_candidates`` is False); they
     sort last.
     """
-    q, n, _ = score2d.shape
+    q, n, _ = score_maps.shape
     rows, cols = candidate_cells(n)
-    scores = score2d[:, rows, cols]
+    scores = score_maps[:, rows, cols]
     valid = torch.ones_like(scores, dtype=torch.bool) if zero_score_candidates else scores != 0
     keys = scores.masked_fill(~valid, float("-inf"))
     order = torch.sort(keys, dim=1, descending=True, stable=True).indices
@@ -81,14 +80,14 @@ def greedy_nms(times, scores, valid, nms_thresh, k):
     return moments, kept
 
 
-def top_moments(score2d, durations, nms_thresh, k=5, zero_score_candidates=True):
-    """score2d: Q x T x T joint probabilities -> (moments Q x k x 2 float64 seconds, scores Q x k)."""
-    q, n, _ = score2d.shape
+def top_moments(score_maps, durations, nms_thresh, k=5, zero_score_candidates=True):
+    """score_maps: Q x T x T joint probabilities -> (moments Q x k x 2 float64 seconds, scores Q x k)."""
+    q, n, _ = score_maps.shape
     durations = torch.as_tensor(durations, dtype=torch.float64)
-    chunk = max(1, CHUNK_CELLS // max(n * (n + 1) // 2, 1))
+    chunk = queries_per_chunk(n * (n + 1) // 2)  # bounds the Q x C temporaries (C = T (T + 1) / 2 candidates)
     parts = []
     for s in range(0, q, chunk):
-        times, scores, valid = rank_candidates(score2d[s:s + chunk].float().cpu(), durations[s:s + chunk],
+        times, scores, valid = rank_candidates(score_maps[s:s + chunk].float().cpu(), durations[s:s + chunk],
                                                zero_score_candidates)
         parts.append(greedy_nms(times, scores, valid, nms_thresh, k))
     if not parts:
