@@ -117,7 +117,8 @@ def replay(fx, cfg, steps, official_scores=None):
             targets = model.iou_targets(collate([item]))
             iou2d = torch.zeros(len(targets), *mask2d.shape)
             iou2d[:, mask2d] = targets
-            rows.append({"vid": ds.vids[idx], "duration": float(item["duration"]), "sentences": ds.get_sentences(idx),
+            start, end = ds.sentence_range(idx)
+            rows.append({"vid": ds.vids[idx], "duration": float(item["duration"]), "sentences": ds.sentences[start:end],
                          "feats": item["feats"], "query": item["query"], "wordlen": item["wordlen"],
                          "moment": item["moment"], "iou2d": iou2d})
         record[f"{split}_data"] = rows

@@ -13,7 +13,7 @@ import pytest
 
 PACKAGE_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "mmn")
 LAYER_RANK = {"utils": 0, "structures": 0, "config": 1, "data": 2, "evaluation": 3, "modeling": 4, "engine": 5,
-              "visualization": 5, "predict": 6, "video": 6, "demo": 7}
+              "visualization": 5, "predict": 6, "video": 6, "demo": 7, "web": 7}
 
 
 def package_modules(root=PACKAGE_DIR):
